@@ -1,0 +1,158 @@
+"""Checkpoint contents, atomic save, safe load, and rebuilding a model from a checkpoint alone.
+
+A checkpoint is a dict with the keys in `REQUIRED_KEYS` (see `transformer.training.trainer` for
+how it is assembled). It stores the unwrapped model's state, so it never carries DDP's `module.`
+or torch.compile's `_orig_mod.` prefixes, and it loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from transformer.config import (
+    DataConfig,
+    DecodeConfig,
+    ModelConfig,
+    OptimConfig,
+    TokenizerConfig,
+    TrainConfig,
+    TrainRunConfig,
+)
+from transformer.data.tokenizer import PAD_ID, Tokenizer
+from transformer.model import Seq2SeqTransformer, build_model
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("model", "config", "tokenizer", "format_version")
+_SECTIONS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+}
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable, or lacks what is needed to use it."""
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write `state` to `path` atomically: a temporary file in the same folder, then a rename.
+
+    A crash while writing leaves the previous file at `path` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint onto the CPU.
+
+    Raises:
+        CheckpointError: the file is missing, is not a checkpoint, or lacks required keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; give the path of a .pt file.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(error).__name__}: {error}); "
+            "the file is corrupt or not a checkpoint written by this project."
+        ) from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict.")
+    missing = [key for key in REQUIRED_KEYS if state.get(key) is None]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {', '.join(missing)}; it cannot be used on its own "
+            "(was it written by this project's trainer?)."
+        )
+    return state
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Strip DistributedDataParallel (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def run_config_from_checkpoint(state: dict) -> TrainRunConfig:
+    """Rebuild the typed run config stored in a checkpoint."""
+    stored = dict(state["config"])
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = stored.pop(name, {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CheckpointError(
+                f"checkpoint config section {name!r} has keys this version does not know: "
+                f"{', '.join(unknown)}; use the project version that wrote it."
+            )
+        sections[name] = cls(**values)
+    return TrainRunConfig(**sections, **stored)
+
+
+def load_for_inference(
+    path: str | Path, device: torch.device
+) -> tuple[Seq2SeqTransformer, Tokenizer, TrainRunConfig]:
+    """Rebuild model (eval mode, on `device`), tokenizer and config from one checkpoint file."""
+    state = load_checkpoint(path)
+    cfg = run_config_from_checkpoint(state)
+    tokenizer = Tokenizer.from_state_dict(state["tokenizer"])
+    model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), tokenizer, cfg
+
+
+def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
+    """Average the model weights of several checkpoints of the same run (float32 accumulation).
+
+    Raises:
+        CheckpointError: no paths, or the checkpoints hold different parameter sets.
+    """
+    if not paths:
+        raise CheckpointError("no checkpoints to average.")
+    total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for path in paths:
+        weights = load_checkpoint(path)["model"]
+        if total and weights.keys() != total.keys():
+            raise CheckpointError(f"{path} holds different parameters from {paths[0]}.")
+        for key, value in weights.items():
+            dtypes.setdefault(key, value.dtype)
+            if value.is_floating_point():
+                total[key] = total[key] + value.float() if key in total else value.float()
+            else:
+                total.setdefault(key, value)  # integer buffers are copied, not averaged
+    return {
+        key: (value / len(paths)).to(dtypes[key]) if value.is_floating_point() else value
+        for key, value in total.items()
+    }

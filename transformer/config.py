@@ -1,0 +1,231 @@
+"""Typed configuration: every key, its single default, and the checks on it (stdlib only).
+
+YAML files under `configs/` only override these defaults. `transformer.cli` registers the
+top-level dataclasses with Hydra, so a misspelt key fails at start-up with its name, and converts
+the composed config into these dataclasses once; below that, code sees plain dataclass instances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NORM_PLACEMENTS = ("post", "pre")
+ACTIVATIONS = ("relu", "gelu")
+POSITIONAL_ENCODINGS = ("sinusoidal", "learned")
+CORPUS_SOURCES = ("multi30k", "hf", "files")
+FILE_FORMATS = ("parallel", "tsv", "jsonl")
+SPM_MODEL_TYPES = ("unigram", "bpe")
+SCHEDULES = ("inverse_sqrt", "noam", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _check_choice(section: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(
+            f"{section}.{key}={value!r} is not one of {', '.join(allowed)}; "
+            f"set it to one of those (e.g. {section}.{key}={allowed[0]})."
+        )
+
+
+def _check_positive(section: str, key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{section}.{key}={value!r} must be {bound}.")
+
+
+@dataclass
+class ModelConfig:
+    """Encoder-decoder size and architecture switches (the paper's names)."""
+
+    d_model: int = 512
+    n_heads: int = 8
+    n_encoder_layers: int = 6
+    n_decoder_layers: int = 6
+    d_ff: int = 2048
+    dropout: float = 0.1  # residual and embedding dropout (the paper's P_drop)
+    attn_dropout: float = 0.0  # on attention weights
+    ff_dropout: float = 0.0  # after the feed-forward activation
+    activation: str = "relu"
+    norm_placement: str = "post"  # "post": the paper's Add & Norm; "pre": norm inside the residual
+    positional: str = "sinusoidal"
+    max_positions: int = 1024  # longest sequence the positional encoding covers
+    share_embeddings: bool = True  # one embedding for source and target (needs a joint vocab)
+    tie_output: bool = True  # output projection shares the target embedding's weights
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check_choice("model", "activation", self.activation, ACTIVATIONS)
+        _check_choice("model", "norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        _check_choice("model", "positional", self.positional, POSITIONAL_ENCODINGS)
+        for key in ("d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff"):
+            _check_positive("model", key, getattr(self, key))
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}; "
+                "choose n_heads that divides d_model."
+            )
+        for key in ("dropout", "attn_dropout", "ff_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"model.{key}={getattr(self, key)!r} must be in [0, 1).")
+
+
+@dataclass
+class TokenizerConfig:
+    """SentencePiece settings; the model is trained on the training split only."""
+
+    model_type: str = "unigram"
+    vocab_size: int = 8000
+    joint: bool = True  # one model for both languages; False trains one per language
+    character_coverage: float = 1.0
+    input_sentence_size: int = 0  # sentences sampled for training; 0 uses all
+
+    def __post_init__(self) -> None:
+        _check_choice("tokenizer", "model_type", self.model_type, SPM_MODEL_TYPES)
+        if self.vocab_size < 8:
+            raise ValueError(f"tokenizer.vocab_size={self.vocab_size} must be at least 8.")
+
+
+@dataclass
+class DataConfig:
+    """Which corpus, which direction, and how pairs are filtered."""
+
+    source: str = "multi30k"
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    # Where downloads and tokenised caches land (git-ignored).
+    cache_dir: str = "data"
+    # Multi30k: a local mirror folder of the release's gzipped files; None falls back to the
+    # MULTI30K_DIR environment variable, then to downloading into cache_dir.
+    multi30k_dir: str | None = None
+    valid_split: str = "val"
+    test_split: str = "test_2016_flickr"
+    # Hugging Face hub: datasets.load_dataset(hf_path, hf_name) with {"translation": {lang: text}}.
+    hf_path: str | None = None
+    hf_name: str | None = None
+    # A user's own files: paths for each split. "parallel" takes a source and a target file per
+    # split ("{lang}" in the path is replaced by src_lang / tgt_lang); "tsv" and "jsonl" one file.
+    file_format: str = "parallel"
+    train_path: str | None = None
+    valid_path: str | None = None
+    test_path: str | None = None
+    # Length filtering, in SentencePiece pieces (training split only).
+    max_tokens_per_side: int = 256
+    max_length_ratio: float = 3.0
+    num_proc: int = 1  # worker processes for datasets.map
+
+    def __post_init__(self) -> None:
+        _check_choice("data", "source", self.source, CORPUS_SOURCES)
+        _check_choice("data", "file_format", self.file_format, FILE_FORMATS)
+        if self.src_lang == self.tgt_lang:
+            raise ValueError(
+                f"data.src_lang and data.tgt_lang are both {self.src_lang!r}; "
+                "translation needs two different languages."
+            )
+        if self.source == "hf" and not self.hf_path:
+            raise ValueError("data.source=hf needs data.hf_path (e.g. data.hf_path=wmt16).")
+        if self.source == "files" and not self.train_path:
+            raise ValueError("data.source=files needs data.train_path (and valid_path).")
+        _check_positive("data", "max_tokens_per_side", self.max_tokens_per_side)
+        _check_positive("data", "max_length_ratio", self.max_length_ratio)
+
+
+@dataclass
+class OptimConfig:
+    """Adam and the learning-rate schedule (paper section 5.3)."""
+
+    lr: float = 5e-4  # peak learning rate for inverse_sqrt and constant
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    schedule: str = "inverse_sqrt"  # "noam" is the paper's d_model^-0.5 * min(...) formula
+    warmup_steps: int = 4000
+    noam_factor: float = 1.0  # scales the noam formula
+    clip_norm: float = 0.0  # 0 disables gradient clipping
+
+    def __post_init__(self) -> None:
+        _check_choice("optim", "schedule", self.schedule, SCHEDULES)
+        _check_positive("optim", "lr", self.lr)
+        _check_positive("optim", "warmup_steps", self.warmup_steps, allow_zero=True)
+        _check_positive("optim", "clip_norm", self.clip_norm, allow_zero=True)
+
+
+@dataclass
+class DecodeConfig:
+    """Search settings, shared by validation BLEU, evaluate and translate."""
+
+    beam_size: int = 5  # 1 is greedy search
+    length_penalty: float = 0.6  # GNMT alpha; 0 disables
+    max_len_a: float = 1.2  # maximum output length a * |src| + b
+    max_len_b: int = 10
+    n_best: int = 1
+    max_tokens: int = 8192  # token budget of a decoding batch (source tokens x beam)
+
+    def __post_init__(self) -> None:
+        _check_positive("decode", "beam_size", self.beam_size)
+        _check_positive("decode", "n_best", self.n_best)
+        if self.n_best > self.beam_size:
+            raise ValueError(
+                f"decode.n_best={self.n_best} exceeds decode.beam_size={self.beam_size}; "
+                "raise beam_size or lower n_best."
+            )
+
+
+@dataclass
+class TrainConfig:
+    """The loop: batches, stopping, validation, checkpoints, precision."""
+
+    seed: int = 1
+    max_tokens: int = 4096  # token budget per batch and rank, padding included
+    accum_steps: int = 1  # batches per update
+    label_smoothing: float = 0.1
+    max_updates: int = 0  # 0: no limit
+    max_epochs: int = 0  # 0: no limit
+    max_time_minutes: float = 0.0  # wall-time limit; 0: no limit
+    validate_every: int = 1000  # updates
+    validate_bleu: bool = True
+    valid_max_sentences: int = 0  # decode only the first N validation sentences; 0: all
+    patience: int = 0  # validations without a BLEU gain before stopping; 0 disables
+    keep_last: int = 5  # periodic checkpoints kept besides last.pt and best.pt
+    average_last: int = 0  # at the end, average this many checkpoints for the final eval
+    log_every: int = 50  # updates
+    n_samples: int = 3  # sample translations written to TensorBoard at each validation
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 on CUDA with bf16 support, else fp32
+    compile: bool | None = None  # None: on where a CUDA device is present
+    num_workers: int = 0
+    resume: bool = True  # re-running into an existing run folder continues from last.pt
+    evaluate_test: bool = True  # decode the test split with the best checkpoint at the end
+
+    def __post_init__(self) -> None:
+        _check_choice("train", "device", self.device, DEVICES)
+        _check_choice("train", "precision", self.precision, PRECISIONS)
+        _check_positive("train", "max_tokens", self.max_tokens)
+        _check_positive("train", "accum_steps", self.accum_steps)
+        _check_positive("train", "validate_every", self.validate_every)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"train.label_smoothing={self.label_smoothing!r} must be in [0, 1).")
+
+
+@dataclass
+class TrainRunConfig:
+    """Everything `scripts/train.py` takes; stored in every checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    # Names the run folder, runs/<name>/<src>-<tgt>, so re-running a command finds its run.
+    name: str = "multi30k"
+    # The run folder (Hydra's output folder); filled in by transformer.cli.
+    run_dir: str = "."
+
+    def __post_init__(self) -> None:
+        if self.model.share_embeddings and not self.tokenizer.joint:
+            raise ValueError(
+                "model.share_embeddings=true needs one joint vocabulary (tokenizer.joint=true); "
+                "set tokenizer.joint=true or model.share_embeddings=false."
+            )

@@ -1,0 +1,86 @@
+"""Device choice, autocast precision, seeding and RNG state capture."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+def pick_device(name: str) -> torch.device:
+    """Return the device named by `train.device`: "auto" takes CUDA when present.
+
+    Raises:
+        ValueError: "cuda" was asked for on a machine without a CUDA device.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device=cuda was requested but no CUDA device is available; use device=cpu."
+        )
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn "auto" into a concrete precision: bf16 on a CUDA device that supports it, else fp32.
+
+    On CPU, bf16 autocast is available but only helps on processors with native bf16 matrix
+    instructions, so it is opt-in there (`train.precision=bf16`).
+    """
+    if precision != "auto":
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU.")
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Autocast context for a resolved precision ("fp32" runs without autocast)."""
+    if precision == "fp32":
+        yield
+        return
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _numpy_state_to_plain(state: tuple) -> list:
+    kind, keys, pos, has_gauss, cached = state
+    return [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def rng_state() -> dict:
+    """Capture every random generator the training loop draws from, for exact resume."""
+    state = {
+        "python": random.getstate(),
+        # As plain lists so checkpoints load with torch.load(weights_only=True).
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore generators captured by `rng_state`."""
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
