@@ -1,0 +1,299 @@
+"""Tokenised, length-filtered splits ready for batching: trains or reuses the SentencePiece model in
+the run folder, encodes through cached `datasets.map`, and gathers corpus statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow.compute as pc
+
+from transformer.config import DataConfig, TrainRunConfig
+from transformer.data.batching import TokenBatchSampler, padding_stats
+from transformer.data.corpus import CorpusError, CorpusSplit, corpus_splits, read_split
+from transformer.data.tokenizer import META_FILE, Tokenizer, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+ENCODE_VERSION = 2  # part of the cache key: bump it when `_encode_batch` changes
+# Declared rather than inferred: int32 halves the cache, and an empty result keeps its columns.
+ENCODED_FEATURES = datasets.Features(
+    {
+        "src": datasets.Value("string"),
+        "tgt": datasets.Value("string"),
+        "src_ids": datasets.List(datasets.Value("int32")),
+        "tgt_ids": datasets.List(datasets.Value("int32")),
+    }
+)
+
+
+@dataclass
+class SplitStats:
+    """Counts and lengths (in pieces, without BOS/EOS) of one encoded split."""
+
+    pairs: int
+    dropped_empty: int
+    dropped_length: int
+    src_tokens: int
+    tgt_tokens: int
+    src_len_mean: float
+    src_len_max: int
+    tgt_len_mean: float
+    tgt_len_max: int
+
+
+@dataclass
+class CorpusStats:
+    """What `prepare_data` found: per-split statistics, vocabulary, and train batching."""
+
+    corpus: str
+    origins: dict[str, str]
+    splits: dict[str, SplitStats]
+    tokenizer: str
+    src_vocab_size: int
+    tgt_vocab_size: int
+    max_tokens: int
+    train_batches: int
+    train_padding: float  # share of padding among the src + tgt tokens of the train batches
+
+
+@dataclass
+class PreparedData:
+    """The tokenizer, the encoded splits (src, tgt, src_ids, tgt_ids) and their statistics."""
+
+    tokenizer: Tokenizer
+    splits: dict[str, datasets.Dataset]
+    stats: CorpusStats
+
+
+def _check_reused(tokenizer: Tokenizer, cfg: TrainRunConfig, folder: Path) -> None:
+    wanted = dataclasses.asdict(cfg.tokenizer)
+    wanted = {key: wanted[key] for key in tokenizer.settings if key in wanted}
+    found = {key: tokenizer.settings[key] for key in wanted}
+    langs = (tokenizer.src_lang, tokenizer.tgt_lang) == (cfg.data.src_lang, cfg.data.tgt_lang)
+    if found != wanted or not langs:
+        raise ValueError(
+            f"The SentencePiece model in {folder} was trained for "
+            f"{tokenizer.src_lang}-{tokenizer.tgt_lang} with {found}, but the config asks for "
+            f"{cfg.data.src_lang}-{cfg.data.tgt_lang} with {wanted}; use another run folder "
+            f"(e.g. name=...) or delete {folder / META_FILE} and the spm*.model files there."
+        )
+
+
+def load_or_train_tokenizer(cfg: TrainRunConfig, train: datasets.Dataset) -> tuple[Tokenizer, bool]:
+    """The run folder's tokenizer if it has one, else one trained on `train` and saved there.
+
+    Returns:
+        The tokenizer and whether it was reused.
+
+    Raises:
+        ValueError: The run folder's tokenizer was trained with other settings or languages.
+    """
+    folder = Path(cfg.run_dir)
+    if (folder / META_FILE).is_file():
+        tokenizer = Tokenizer.load(folder)
+        _check_reused(tokenizer, cfg, folder)
+        logger.info("Reusing the SentencePiece model in %s", folder)
+        return tokenizer, True
+    tok = cfg.tokenizer
+    tokenizer = train_tokenizer(
+        train["src"][:],  # [:] reads the whole column at once; iterating a Column goes row by row
+        train["tgt"][:],
+        src_lang=cfg.data.src_lang,
+        tgt_lang=cfg.data.tgt_lang,
+        model_type=tok.model_type,
+        vocab_size=tok.vocab_size,
+        joint=tok.joint,
+        character_coverage=tok.character_coverage,
+        input_sentence_size=tok.input_sentence_size,
+    )
+    tokenizer.save(folder)
+    logger.info("Saved the SentencePiece model to %s", folder)
+    return tokenizer, False
+
+
+def _encode_batch(
+    batch: dict[str, list[str]], tokenizer: Tokenizer, max_len: int, max_ratio: float
+) -> dict[str, list[Any]]:
+    """Encodes a batch of pairs, dropping those over max_len or max_ratio (max_len=0: none)."""
+    src_ids, tgt_ids = tokenizer.encode_src(batch["src"]), tokenizer.encode_tgt(batch["tgt"])
+    keep = range(len(src_ids))
+    if max_len:
+        keep = [
+            i
+            for i, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True))
+            if len(s) <= max_len
+            and len(t) <= max_len
+            and max(len(s), len(t)) <= max_ratio * max(min(len(s), len(t)), 1)
+        ]
+    return {
+        "src": [batch["src"][i] for i in keep],
+        "tgt": [batch["tgt"][i] for i in keep],
+        "src_ids": [src_ids[i] for i in keep],
+        "tgt_ids": [tgt_ids[i] for i in keep],
+    }
+
+
+def encode_split(
+    split: CorpusSplit,
+    tokenizer: Tokenizer,
+    *,
+    name: str,
+    cache_dir: str,
+    num_proc: int,
+    max_len: int = 0,
+    max_ratio: float = 0.0,
+) -> datasets.Dataset:
+    """Encodes a split with a cached, batched `datasets.map`, filtering by length if max_len > 0.
+
+    The Arrow cache lives in `<cache_dir>/encoded/`, keyed by the split's contents, the tokenizer
+    model bytes and the filter settings, so an unchanged configuration is read back, not encoded.
+    """
+    settings = [split.identity, tokenizer.fingerprint, max_len, max_ratio, ENCODE_VERSION]
+    key = hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()[:16]
+    cache = Path(cache_dir) / "encoded" / f"{name}-{key}.arrow"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    return split.dataset.map(
+        _encode_batch,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "max_len": max_len, "max_ratio": max_ratio},
+        num_proc=num_proc if num_proc > 1 else None,
+        features=ENCODED_FEATURES,
+        cache_file_name=str(cache),
+        load_from_cache_file=True,
+        new_fingerprint=key,
+        desc=f"Encoding {name}",
+    )
+
+
+def pair_lengths(dataset: datasets.Dataset) -> tuple[list[int], list[int]]:
+    """Piece counts (no BOS/EOS) of each row's src_ids and tgt_ids, computed in Arrow."""
+    table = dataset.with_format("arrow")[:]
+    src, tgt = (pc.list_value_length(table[name]).to_pylist() for name in ("src_ids", "tgt_ids"))
+    return src, tgt
+
+
+def _split_stats(dataset: datasets.Dataset, dropped_empty: int, dropped_length: int) -> SplitStats:
+    src, tgt = pair_lengths(dataset)
+    n = max(len(src), 1)
+    return SplitStats(
+        pairs=len(src),
+        dropped_empty=dropped_empty,
+        dropped_length=dropped_length,
+        src_tokens=sum(src),
+        tgt_tokens=sum(tgt),
+        src_len_mean=sum(src) / n,
+        src_len_max=max(src, default=0),
+        tgt_len_mean=sum(tgt) / n,
+        tgt_len_max=max(tgt, default=0),
+    )
+
+
+def _train_padding(train: datasets.Dataset, max_tokens: int, seed: int) -> tuple[int, float]:
+    src, tgt = pair_lengths(train)
+    src, tgt = [n + 1 for n in src], [n + 1 for n in tgt]  # + EOS, + BOS/EOS as collated
+    sampler = TokenBatchSampler(src, tgt, max_tokens, seed=seed)
+    real, total = padding_stats(sampler.epoch_batches(0), src, tgt)
+    return len(sampler), 1.0 - real / max(total, 1)
+
+
+def _describe(cfg: TrainRunConfig, tokenizer: Tokenizer, reused: bool) -> str:
+    tok = tokenizer.settings
+    kind = "joint" if tokenizer.joint else "per language"
+    action = "reused from" if reused else "trained, saved to"
+    return f"SentencePiece {tok['model_type']} ({kind}), {action} {cfg.run_dir}"
+
+
+def _encode_all(
+    raw: dict[str, CorpusSplit], tokenizer: Tokenizer, data: DataConfig
+) -> tuple[dict[str, datasets.Dataset], dict[str, SplitStats]]:
+    """Encodes every split (length-filtering train only) and gathers their statistics."""
+    splits, stats = {}, {}
+    for name, split in raw.items():
+        limits = (data.max_tokens_per_side, data.max_length_ratio) if name == "train" else (0, 0.0)
+        splits[name] = encode_split(
+            split,
+            tokenizer,
+            name=name,
+            cache_dir=data.cache_dir,
+            num_proc=data.num_proc,
+            max_len=limits[0],
+            max_ratio=limits[1],
+        )
+        dropped = len(split.dataset) - len(splits[name])
+        if dropped:
+            logger.info(
+                "Length filter dropped %d of %d %s pairs", dropped, len(split.dataset), name
+            )
+        stats[name] = _split_stats(splits[name], split.n_empty, dropped)
+    return splits, stats
+
+
+def prepare_data(cfg: TrainRunConfig) -> PreparedData:
+    """Reads the corpus, trains or reuses the tokenizer, encodes and length-filters the splits.
+
+    The tokenizer is trained on the training split only and saved in cfg.run_dir; encodings are
+    cached under cfg.data.cache_dir. Only the training split is filtered by length.
+
+    Raises:
+        CorpusError: The corpus cannot be read (see `transformer.data.corpus`), or no training
+            pair is left.
+        ValueError: The run folder holds a tokenizer trained with other settings.
+    """
+    data = cfg.data
+    raw = {name: read_split(data, name) for name in corpus_splits(data)}
+    if len(raw["train"].dataset) == 0:
+        raise CorpusError(f"The training split ({raw['train'].origin}) has no sentence pairs.")
+    tokenizer, reused = load_or_train_tokenizer(cfg, raw["train"].dataset)
+    splits, stats = _encode_all(raw, tokenizer, data)
+    if len(splits["train"]) == 0:
+        raise CorpusError(
+            f"The length filter dropped all {len(raw['train'].dataset)} training pairs; raise "
+            "data.max_tokens_per_side or data.max_length_ratio."
+        )
+    n_batches, padding = _train_padding(splits["train"], cfg.train.max_tokens, cfg.train.seed)
+    corpus_stats = CorpusStats(
+        corpus=f"{data.source} {data.src_lang}->{data.tgt_lang}",
+        origins={name: split.origin for name, split in raw.items()},
+        splits=stats,
+        tokenizer=_describe(cfg, tokenizer, reused),
+        src_vocab_size=tokenizer.src_vocab_size,
+        tgt_vocab_size=tokenizer.tgt_vocab_size,
+        max_tokens=cfg.train.max_tokens,
+        train_batches=n_batches,
+        train_padding=padding,
+    )
+    return PreparedData(tokenizer, splits, corpus_stats)
+
+
+def format_stats(stats: CorpusStats) -> str:
+    """A printable table of `CorpusStats` (lengths in pieces, without BOS/EOS)."""
+    lines = [f"Corpus: {stats.corpus}"]
+    lines += [f"  {name:<10} {origin}" for name, origin in stats.origins.items()]
+    lines.append(
+        f"Tokenizer: {stats.tokenizer}; vocab {stats.src_vocab_size} src / "
+        f"{stats.tgt_vocab_size} tgt"
+    )
+    header = "split pairs empty too_long src_tokens tgt_tokens src_len tgt_len".split()
+    lines.append("{:<10} {:>8} {:>6} {:>8} {:>11} {:>11} {:>12} {:>12}".format(*header))
+    for name, s in stats.splits.items():
+        lines.append(
+            f"{name:<10} {s.pairs:>8,} {s.dropped_empty:>6,} {s.dropped_length:>8,} "
+            f"{s.src_tokens:>11,} {s.tgt_tokens:>11,} "
+            f"{f'{s.src_len_mean:.1f} / {s.src_len_max}':>12} "
+            f"{f'{s.tgt_len_mean:.1f} / {s.tgt_len_max}':>12}"
+        )
+    lines.append("(empty: pairs dropped for an empty side; too_long: dropped by the length filter;")
+    lines.append(" len: mean / max pieces per sentence)")
+    lines.append(
+        f"Train batches at max_tokens={stats.max_tokens}: {stats.train_batches:,} per epoch, "
+        f"padding {stats.train_padding:.1%} of src+tgt tokens"
+    )
+    return "\n".join(lines)
