@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf.errors import ConfigCompositionException, ConfigKeyError
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError
 
 from transformer import cli
 from transformer.config import (
