@@ -38,8 +38,8 @@ def causal_mask(length: int, device: torch.device | str | None = None) -> torch.
 def target_mask(tgt_ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Decoder self-attention mask: causal and key padding.
 
-    Padding masks keys only and the causal part always keeps the diagonal, so no query row is
-    fully masked (SDPA returns NaN for such rows).
+    Padding masks keys only and position 0 (BOS) is never padding, so every query row keeps at
+    least one key: SDPA would return NaN for a fully masked row.
 
     Args:
         tgt_ids: (B, T) int64 target input ids.

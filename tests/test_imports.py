@@ -1,0 +1,219 @@
+"""Import direction (STYLE.md section 2): walk transformer/ with ast and check every import.
+
+config <- model <- decoding <- evaluation <- training <- cli; config <- data <- (evaluation,
+training, decoding/translator.py); model, data <- checkpoint <- (evaluation, training, cli);
+runtime is importable by anything and imports only torch (and numpy, to seed it) and config.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "transformer"
+
+# Which internal units each unit may import (besides itself). A unit is a top-level module of
+# `transformer` (config, runtime, checkpoint, cli) or a subpackage (model, data, ...).
+ALLOWED_INTERNAL: dict[str, set[str]] = {
+    "config": set(),
+    "runtime": {"config"},
+    "model": {"config", "runtime"},
+    "data": {"config", "runtime"},
+    "decoding": {"config", "runtime", "model"},
+    "checkpoint": {"config", "runtime", "model", "data"},
+    "evaluation": {"config", "runtime", "model", "data", "decoding", "checkpoint"},
+    "training": {"config", "runtime", "model", "data", "decoding", "evaluation", "checkpoint"},
+    "cli": {
+        "config",
+        "runtime",
+        "model",
+        "data",
+        "decoding",
+        "evaluation",
+        "training",
+        "checkpoint",
+    },
+}
+ALLOWED_INTERNAL["inference_cli"] = ALLOWED_INTERNAL["cli"]  # argparse entry points, same level
+# Single files with a wider allowance than their unit.
+EXTRA_INTERNAL: dict[str, set[str]] = {"decoding/translator.py": {"data"}}
+# Third-party packages a unit may import; None means any (subject to EXCLUSIVE below).
+ALLOWED_THIRD_PARTY: dict[str, set[str] | None] = {
+    "config": set(),
+    "runtime": {"torch", "numpy"},
+    "model": {"torch"},
+}
+# Packages only one file may import.
+EXCLUSIVE: dict[str, set[str]] = {
+    "hydra": {"cli.py"},
+    "omegaconf": {"cli.py"},
+    "tensorboard": {"training/logger.py"},
+    "torch.utils.tensorboard": {"training/logger.py"},
+}
+# Leaf model modules take plain numbers, never configs.
+LEAF_MODULES = {"model/attention.py", "model/layers.py", "model/embedding.py", "model/masks.py"}
+
+
+def _python_files() -> list[Path]:
+    return sorted(PACKAGE_DIR.rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported_names(path: Path, module_level_only: bool = False) -> list[tuple[int, str]]:
+    """(line, absolute dotted name) of every import in the file, relative imports resolved.
+
+    module_level_only skips imports inside functions, classes and `if` blocks.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    module_name = _module_name(path)
+    package = module_name if path.name == "__init__.py" else module_name.rpartition(".")[0]
+    names = []
+    for node in tree.body if module_level_only else ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.append((node.lineno, module))
+            names.extend((node.lineno, f"{module}.{alias.name}") for alias in node.names)
+    return names
+
+
+def _unit(name: str) -> str:
+    """transformer.model.layers -> model; transformer.cli -> cli; transformer -> ''."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _violations(path: Path) -> list[str]:
+    rel = path.relative_to(PACKAGE_DIR).as_posix()
+    unit = _unit(_module_name(path))
+    problems = []
+    for line, name in _imported_names(path):
+        where = f"transformer/{rel}:{line} imports {name}"
+        top = name.split(".")[0]
+        for package, owners in EXCLUSIVE.items():
+            if (name == package or name.startswith(package + ".")) and rel not in owners:
+                problems.append(f"{where}: only {', '.join(sorted(owners))} may import {package}")
+        if top == "transformer":
+            target = _unit(name)
+            if target not in ALLOWED_INTERNAL or target == unit:
+                continue  # the light root package (e.g. __version__) or the unit itself
+            allowed = ALLOWED_INTERNAL.get(unit, set()) | EXTRA_INTERNAL.get(rel, set())
+            if target not in allowed:
+                problems.append(
+                    f"{where}: {unit or 'transformer/__init__'} may not import {target}"
+                )
+            if rel in LEAF_MODULES and target == "config":
+                problems.append(f"{where}: leaf modules take plain numbers, not configs")
+        elif top not in sys.stdlib_module_names and top != "__future__":
+            third_party = ALLOWED_THIRD_PARTY.get(unit)
+            if unit == "":
+                problems.append(f"{where}: transformer/__init__.py must stay light (stdlib only)")
+            elif third_party is not None and top not in third_party:
+                problems.append(f"{where}: {unit} may import only {sorted(third_party)}")
+    return problems
+
+
+def _module_level_calls(path: Path) -> list[str]:
+    """Statements that run code at import time (prints, seeding, registries), by line."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    calls = []
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant):
+            calls.append(f"transformer/{path.relative_to(PACKAGE_DIR).as_posix()}:{node.lineno}")
+    return calls
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> internal modules it imports at module level (function-level imports excluded)."""
+    modules = {_module_name(path): path for path in _python_files()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = {
+            imported
+            for _, imported in _imported_names(path, module_level_only=True)
+            if imported in modules and imported != name
+        }
+    return graph
+
+
+@pytest.mark.parametrize(
+    "path", _python_files(), ids=lambda p: p.relative_to(PACKAGE_DIR).as_posix()
+)
+def test_imports_follow_the_import_direction(path: Path) -> None:
+    assert _violations(path) == []
+
+
+def test_every_unit_has_a_rule() -> None:
+    units = {_unit(_module_name(path)) for path in _python_files()} - {""}
+    assert units <= ALLOWED_INTERNAL.keys(), f"add a rule for {units - ALLOWED_INTERNAL.keys()}"
+
+
+@pytest.mark.parametrize(
+    "path", _python_files(), ids=lambda p: p.relative_to(PACKAGE_DIR).as_posix()
+)
+def test_importing_runs_no_code(path: Path) -> None:
+    assert _module_level_calls(path) == []
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle as a list of modules, or [] (depth-first search)."""
+    state: dict[str, str] = {}
+
+    def visit(module: str, trail: list[str]) -> list[str]:
+        state[module] = "open"
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                return [*trail, module, imported]
+            if imported not in state and (cycle := visit(imported, [*trail, module])):
+                return cycle
+        state[module] = "done"
+        return []
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module, [])):
+            return cycle
+    return []
+
+
+def test_no_import_cycles() -> None:
+    assert _find_cycle(_import_graph()) == []
+
+
+def test_checker_catches_bad_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "transformer"
+    (package / "model").mkdir(parents=True)
+    (package / "data").mkdir()
+    bad_model = package / "model" / "layers.py"
+    bad_model.write_text(
+        "import sentencepiece\nfrom transformer.config import ModelConfig\n"
+        "from ..data import tokenizer\n"
+    )
+    bad_data = package / "data" / "batching.py"
+    bad_data.write_text("from omegaconf import OmegaConf\nfrom transformer.model import masks\n")
+    side_effect = package / "data" / "corpus.py"
+    side_effect.write_text("import torch\ntorch.manual_seed(0)\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE_DIR", package)
+    model_problems = " ".join(_violations(bad_model))
+    assert "model may import only ['torch']" in model_problems
+    assert "leaf modules take plain numbers" in model_problems
+    assert "model may not import data" in model_problems
+    data_problems = " ".join(_violations(bad_data))
+    assert "only cli.py may import omegaconf" in data_problems
+    assert "data may not import model" in data_problems
+    assert _module_level_calls(side_effect) == ["transformer/data/corpus.py:2"]
+    assert _violations(side_effect) == []
+    (package / "model" / "a.py").write_text("from transformer.model import b\n")
+    (package / "model" / "b.py").write_text("import transformer.model.a\n")
+    assert _find_cycle(_import_graph())[-1] in {"transformer.model.a", "transformer.model.b"}
