@@ -186,6 +186,7 @@ class TrainConfig:
     validate_every: int = 1000  # updates
     validate_bleu: bool = True
     valid_max_sentences: int = 0  # decode only the first N validation sentences; 0: all
+    max_train_pairs: int = 0  # train on the first N training pairs only (smoke runs); 0: all
     patience: int = 0  # validations without a BLEU gain before stopping; 0 disables
     keep_last: int = 5  # periodic checkpoints kept besides last.pt and best.pt
     average_last: int = 0  # at the end, average this many checkpoints for the final eval
@@ -195,6 +196,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 on CUDA with bf16 support, else fp32
     compile: bool | None = None  # None: on where a CUDA device is present
     num_workers: int = 0
+    cpu_threads: int = 0  # torch.set_num_threads on CPU (1 is fastest for tiny models); 0: default
     resume: bool = True  # re-running into an existing run folder continues from last.pt
     evaluate_test: bool = True  # decode the test split with the best checkpoint at the end
 
@@ -204,6 +206,8 @@ class TrainConfig:
         _check_positive("train", "max_tokens", self.max_tokens)
         _check_positive("train", "accum_steps", self.accum_steps)
         _check_positive("train", "validate_every", self.validate_every)
+        _check_positive("train", "max_train_pairs", self.max_train_pairs, allow_zero=True)
+        _check_positive("train", "cpu_threads", self.cpu_threads, allow_zero=True)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"train.label_smoothing={self.label_smoothing!r} must be in [0, 1).")
 

@@ -1,0 +1,88 @@
+"""Label-smoothed cross-entropy: equal to PyTorch's, blind to padding, exact sums."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from transformer.training.loss import label_smoothed_cross_entropy
+
+PAD = 0
+
+
+def _batch(b: int = 3, t: int = 5, v: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = torch.randn(b, t, v)
+    target = torch.randint(1, v, (b, t))
+    target[0, 3:] = PAD
+    target[2, 1:] = PAD
+    return logits, target
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_matches_torch_cross_entropy_with_label_smoothing(smoothing: float) -> None:
+    logits, target = _batch()
+    out = label_smoothed_cross_entropy(logits, target, smoothing, PAD)
+    flat_logits, flat_target = logits.view(-1, logits.size(-1)), target.view(-1)
+    expected = F.cross_entropy(
+        flat_logits, flat_target, ignore_index=PAD, label_smoothing=smoothing, reduction="sum"
+    )
+    expected_nll = F.cross_entropy(flat_logits, flat_target, ignore_index=PAD, reduction="sum")
+    torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.nll, expected_nll, rtol=1e-5, atol=1e-5)
+    assert out.n_tokens.item() == int((target != PAD).sum())
+
+
+def test_padding_positions_add_nothing() -> None:
+    logits, target = _batch()
+    out = label_smoothed_cross_entropy(logits, target, 0.1, PAD)
+    # Changing the logits at padded positions (even to huge values) leaves every sum unchanged.
+    noisy = logits.clone()
+    noisy[target == PAD] = torch.randn_like(noisy[target == PAD]) * 1e4
+    noisy_out = label_smoothed_cross_entropy(noisy, target, 0.1, PAD)
+    torch.testing.assert_close(out.loss, noisy_out.loss)
+    torch.testing.assert_close(out.nll, noisy_out.nll)
+    # Padding the batch with extra pad columns changes nothing either.
+    wider_logits = torch.cat([logits, torch.randn(3, 4, logits.size(-1))], dim=1)
+    wider_target = torch.cat([target, torch.full((3, 4), PAD)], dim=1)
+    wider = label_smoothed_cross_entropy(wider_logits, wider_target, 0.1, PAD)
+    torch.testing.assert_close(out.loss, wider.loss)
+
+
+def test_sums_split_over_batches_add_up() -> None:
+    # The loss normalisation of the trainer relies on sums adding over micro-batches.
+    logits, target = _batch(b=4)
+    whole = label_smoothed_cross_entropy(logits, target, 0.1, PAD)
+    parts = [
+        label_smoothed_cross_entropy(logits[i : i + 2], target[i : i + 2], 0.1, PAD) for i in (0, 2)
+    ]
+    torch.testing.assert_close(whole.loss, parts[0].loss + parts[1].loss)
+    assert whole.n_tokens == parts[0].n_tokens + parts[1].n_tokens
+
+
+def test_uniform_logits_give_log_vocab_size() -> None:
+    # From analysis: uniform predictions cost log(V) per token, with or without smoothing.
+    v = 7
+    target = torch.tensor([[1, 2, 3, PAD]])
+    out = label_smoothed_cross_entropy(torch.zeros(1, 4, v), target, 0.2, PAD)
+    assert out.loss.item() == pytest.approx(3 * math.log(v), rel=1e-6)
+    assert out.nll.item() == pytest.approx(3 * math.log(v), rel=1e-6)
+
+
+def test_bf16_logits_are_computed_in_float32() -> None:
+    logits, target = _batch()
+    out = label_smoothed_cross_entropy(logits.bfloat16(), target, 0.1, PAD)
+    reference = label_smoothed_cross_entropy(logits.bfloat16().float(), target, 0.1, PAD)
+    assert out.loss.dtype == torch.float32
+    torch.testing.assert_close(out.loss, reference.loss)
+
+
+def test_gradient_flows_only_to_real_tokens() -> None:
+    logits, target = _batch()
+    logits.requires_grad_(True)
+    label_smoothed_cross_entropy(logits, target, 0.1, PAD).loss.backward()
+    assert logits.grad is not None
+    assert torch.all(logits.grad[target == PAD] == 0)
+    assert torch.all(logits.grad[target != PAD].abs().sum(-1) > 0)

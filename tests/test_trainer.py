@@ -1,0 +1,309 @@
+"""The training loop on a tiny generated corpus: exact resume (after a stop and after SIGTERM),
+checkpoint contents, refusing a foreign checkpoint, stopping rules, accumulation, AMP."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from transformer.checkpoint import load_checkpoint, load_for_inference, run_config_from_checkpoint
+from transformer.config import (
+    DataConfig,
+    DecodeConfig,
+    ModelConfig,
+    OptimConfig,
+    TokenizerConfig,
+    TrainConfig,
+    TrainRunConfig,
+)
+from transformer.data.batching import TokenBatchSampler, collate
+from transformer.data.tokenizer import PAD_ID
+from transformer.model import build_model
+from transformer.training import trainer
+from transformer.training.setup import BatchStream
+from transformer.training.state import Progress, ResumeError
+from transformer.training.step import UpdateStep
+
+CONTRACT_KEYS = {
+    "model", "optimizer", "scheduler", "scaler", "step", "epoch", "sampler", "rng",
+    "best_bleu", "bad_validations", "config", "tokenizer", "format_version",
+}  # fmt: skip
+N_UPDATES = 12
+
+
+def make_config(corpus: dict[str, Path], run_dir: Path, **train: object) -> TrainRunConfig:
+    """A tiny run: 48 pairs, batches of ~96 tokens, 2 micro-batches per update, dropout on."""
+    folder = corpus["dir"]
+    settings = dict(
+        max_tokens=96, accum_steps=2, max_updates=N_UPDATES, validate_every=5, log_every=1,
+        valid_max_sentences=8, max_train_pairs=48, keep_last=2, device="cpu", cpu_threads=1,
+        evaluate_test=False,
+    )  # fmt: skip
+    settings.update(train)
+    return TrainRunConfig(
+        model=ModelConfig(
+            d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, dropout=0.1
+        ),
+        data=DataConfig(
+            source="files",
+            train_path=str(folder / "train.{lang}"),
+            valid_path=str(folder / "valid.{lang}"),
+            test_path=str(folder / "test.{lang}"),
+            cache_dir=str(run_dir.parent / "cache"),
+        ),
+        tokenizer=TokenizerConfig(vocab_size=48),
+        optim=OptimConfig(lr=3e-3, warmup_steps=4),
+        train=TrainConfig(**settings),
+        decode=DecodeConfig(beam_size=1, max_len_a=1.0, max_len_b=5),
+        run_dir=str(run_dir),
+    )
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    """train/loss per update from every TensorBoard event file of the run."""
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return {event.step: event.value for event in events.Scalars("train/loss")}
+
+
+def assert_same_training(reference: Path, other: Path) -> None:
+    ref = load_checkpoint(reference / "checkpoints" / "last.pt")
+    got = load_checkpoint(other / "checkpoints" / "last.pt")
+    assert got["step"] == ref["step"] == N_UPDATES
+    assert got["sampler"] == ref["sampler"]
+    for name, value in ref["model"].items():
+        assert torch.equal(got["model"][name], value), name
+    for index, state in ref["optimizer"]["state"].items():
+        assert torch.equal(got["optimizer"]["state"][index]["exp_avg_sq"], state["exp_avg_sq"])
+    assert train_losses(other) == train_losses(reference)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from conftest import tiny_parallel_corpus
+
+    return tiny_parallel_corpus.__wrapped__(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def reference_run(corpus: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run of N_UPDATES updates."""
+    run_dir = tmp_path_factory.mktemp("runs") / "reference"
+    result = trainer.train(make_config(corpus, run_dir))
+    assert result["step"] == N_UPDATES and result["stop_reason"] == "max_updates"
+    return run_dir
+
+
+def test_stopped_and_resumed_run_matches_uninterrupted(
+    corpus: dict[str, Path], reference_run: Path
+) -> None:
+    run_dir = reference_run.parent / "stopped"
+    first = trainer.train(make_config(corpus, run_dir, max_updates=7))
+    assert first["step"] == 7
+    second = trainer.train(make_config(corpus, run_dir))  # same command, larger budget
+    assert second["step"] == N_UPDATES
+    assert second["epoch"] >= 1  # the run crossed an epoch boundary
+    assert_same_training(reference_run, run_dir)
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_is_exact(
+    corpus: dict[str, Path], reference_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = reference_run.parent / "terminated"
+    original_call = UpdateStep.__call__
+    calls = []
+
+    def call_then_terminate(self: UpdateStep, *args: object, **kwargs: object) -> object:
+        result = original_call(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, in mid-training
+        return result
+
+    monkeypatch.setattr(UpdateStep, "__call__", call_then_terminate)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    result = trainer.train(make_config(corpus, run_dir))
+    assert result["stop_reason"] == "signal" and result["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) is handler_before
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 3
+    monkeypatch.setattr(UpdateStep, "__call__", original_call)
+    assert trainer.train(make_config(corpus, run_dir))["step"] == N_UPDATES
+    assert_same_training(reference_run, run_dir)
+
+
+def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(
+    corpus: dict[str, Path], reference_run: Path
+) -> None:
+    folder = reference_run / "checkpoints"
+    state = load_checkpoint(folder / "last.pt")
+    assert CONTRACT_KEYS <= set(state)
+    assert state["step"] == N_UPDATES and state["scaler"] is None  # fp32: no scaler
+    assert run_config_from_checkpoint(state) == make_config(corpus, reference_run)
+    # Validations at 5 and 10 and a final one at 12, keep_last=2 of the periodic files.
+    assert sorted(p.name for p in folder.glob("checkpoint_*.pt")) == [
+        "checkpoint_00000010.pt",
+        "checkpoint_00000012.pt",
+    ]
+    best = load_checkpoint(folder / "best.pt")
+    assert best["best_bleu"] == state["best_bleu"] and math.isfinite(best["best_bleu"])
+    # The checkpoint alone rebuilds the model: same outputs as the trained weights.
+    model, tokenizer, _ = load_for_inference(folder / "last.pt", torch.device("cpu"))
+    cfg = make_config(corpus, reference_run)
+    twin = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
+    twin.load_state_dict(state["model"])
+    src = torch.tensor([tokenizer.encode_src(["A red dog runs."])[0] + [3]])
+    tgt = torch.tensor([[2] + tokenizer.encode_tgt(["Ein rot hund rennt."])[0]])
+    torch.testing.assert_close(model(src, tgt), twin.eval()(src, tgt))
+
+
+def test_tensorboard_has_training_and_validation_scalars(reference_run: Path) -> None:
+    events = EventAccumulator(str(reference_run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {"train/loss", "train/ppl", "train/lr", "train/grad_norm", "train/tokens_per_s"}
+    assert expected | {"valid/loss", "valid/ppl", "valid/bleu"} <= tags
+    assert [e.step for e in events.Scalars("valid/bleu")] == [5, 10, 12]
+    assert "valid/samples/text_summary" in events.Tags()["tensors"]
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert losses[-1] < losses[0]  # it learns
+
+
+def test_refuses_to_resume_a_run_with_another_model(
+    corpus: dict[str, Path], reference_run: Path
+) -> None:
+    cfg = make_config(corpus, reference_run)
+    cfg.model = dataclasses.replace(cfg.model, d_model=24, n_heads=2)
+    cfg.tokenizer = dataclasses.replace(cfg.tokenizer, vocab_size=40)
+    with pytest.raises(ResumeError, match=r"model\.d_model: 16.*24") as error:
+        trainer.train(cfg)
+    assert "tokenizer.vocab_size" in str(error.value)
+    assert "train.resume=false" in str(error.value)
+
+
+def test_early_stopping_after_patience_validations_without_gain(
+    corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = make_config(corpus, tmp_path / "run", validate_every=1, patience=2, max_updates=50)
+    cfg.optim = dataclasses.replace(cfg.optim, lr=1e-12)  # frozen: BLEU cannot improve
+    result = trainer.train(cfg)
+    assert result["stop_reason"] == "early stopping"
+    assert result["step"] == 3  # best at 1, then 2 validations without gain
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["bad_validations"] == 2
+
+
+def test_progress_tracks_best_and_patience() -> None:
+    progress = Progress()
+    assert [progress.record(bleu, 1.0) for bleu in (3.0, 5.0, 5.0, 4.0, 6.0)] == [
+        True, True, False, False, True,
+    ]  # fmt: skip
+    assert (progress.best_bleu, progress.bad_validations) == (6.0, 0)
+    by_loss = Progress()
+    assert [by_loss.record(None, loss) for loss in (3.0, 2.0, 2.5)] == [True, True, False]
+    assert (by_loss.best_loss, by_loss.bad_validations) == (2.0, 1)
+
+
+def test_accumulated_micro_batches_equal_one_large_batch() -> None:
+    """2 micro-batches of B sentences per update give the update of one batch of 2B."""
+    cfg = ModelConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32)
+    cfg = dataclasses.replace(cfg, dropout=0.0)
+    generator = torch.Generator().manual_seed(0)
+    sentences = [
+        torch.randint(4, 30, (int(n),), generator=generator).tolist() for n in range(3, 11)
+    ]
+    src, tgt = sentences, sentences[::-1]
+    whole = collate(src, tgt, list(range(8)), PAD_ID)
+    halves = [
+        collate(src[i : i + 4], tgt[i : i + 4], list(range(i, i + 4)), PAD_ID) for i in (0, 4)
+    ]
+    models, losses = [], []
+    for batches in ([whole], halves):
+        torch.manual_seed(0)
+        model = build_model(cfg, 30, 30, PAD_ID)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # weights compare gradients
+        step = UpdateStep(
+            model, optimizer, torch.amp.GradScaler("cpu", enabled=False), smoothing=0.1,
+            pad_id=PAD_ID, device=torch.device("cpu"), precision="fp32", clip_norm=1.0,
+            world_size=1,
+        )  # fmt: skip
+        losses.append([step(batches, want_grad_norm=True).loss.item() for _ in range(3)])
+        models.append(model)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for (name, a), b in zip(
+        models[0].state_dict().items(), models[1].state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_step_tracks_fp32(precision: str) -> None:
+    """bf16 autocast, and fp16 with a gradient scaler (on CPU here), follow the fp32 losses."""
+    cfg = ModelConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32)
+    cfg = dataclasses.replace(cfg, dropout=0.0)
+    generator = torch.Generator().manual_seed(1)
+    src = [torch.randint(4, 30, (int(n),), generator=generator).tolist() for n in range(3, 9)]
+    batch = collate(src, src, list(range(len(src))), PAD_ID)  # a copy task
+    runs = {}
+    for mode in ("fp32", precision):
+        torch.manual_seed(0)
+        model = build_model(cfg, 30, 30, PAD_ID)
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        scaler = torch.amp.GradScaler("cpu", enabled=mode == "fp16")
+        step = UpdateStep(
+            model, optimizer, scaler, smoothing=0.0, pad_id=PAD_ID, device=torch.device("cpu"),
+            precision=mode, clip_norm=1.0, world_size=1,
+        )  # fmt: skip
+        runs[mode] = [step([batch], want_grad_norm=True).loss.item() for _ in range(5)]
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
+    assert runs[precision] == pytest.approx(runs["fp32"], rel=3e-2)
+    assert runs[precision][-1] < runs[precision][0]
+
+
+def test_batch_stream_runs_max_epochs_then_stops() -> None:
+    lengths = [3, 5, 4, 6, 2, 7, 5, 3]
+    sampler = TokenBatchSampler(lengths, lengths, 12, seed=0)
+    rows = [[4] * (n - 1) for n in lengths]
+    stream = BatchStream(rows, rows, sampler, PAD_ID, max_epochs=2)
+    seen = []
+    while batches := stream.take(3):  # updates of 3 micro-batches, across the epoch boundary
+        seen.extend(row for batch in batches for row in batch.indices.tolist())
+    assert sorted(seen) == sorted(list(range(len(lengths))) * 2)  # every row, twice
+    assert stream.epoch == 1 and stream.take(1) == []
+
+
+def test_wall_time_limit_stops_training(
+    corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original_call = UpdateStep.__call__
+
+    def slow_call(self: UpdateStep, *args: object, **kwargs: object) -> object:
+        time.sleep(0.4)
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(UpdateStep, "__call__", slow_call)
+    cfg = make_config(corpus, tmp_path / "run", max_updates=50, max_time_minutes=0.01)  # 0.6 s
+    result = trainer.train(cfg)
+    assert result["stop_reason"] == "max_time_minutes" and 1 <= result["step"] <= 3
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == result["step"]
+
+
+def test_resume_false_starts_over_and_sets_the_old_run_aside(
+    corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    assert trainer.train(make_config(corpus, run_dir, max_updates=3))["step"] == 3
+    again = trainer.train(make_config(corpus, run_dir, max_updates=2, resume=False))
+    assert again["step"] == 2  # from scratch, not from update 3
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 2
+    (old,) = run_dir.glob("checkpoints.replaced-*")
+    assert load_checkpoint(old / "last.pt")["step"] == 3
+    assert len(list(run_dir.glob("tensorboard.replaced-*"))) == 1

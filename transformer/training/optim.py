@@ -1,0 +1,127 @@
+"""Adam with parameter groups, and the learning-rate schedules (paper section 5.3)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+_NO_DECAY_MODULES = (nn.Embedding, nn.LayerNorm, nn.RMSNorm)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split parameters into a decayed group and one without weight decay.
+
+    Norm weights, biases (any parameter with fewer than two dims) and embeddings are not
+    decayed: shrinking them towards zero does not regularise the function the model computes.
+    A parameter shared by several modules (tied embeddings) appears once, in the group of the
+    first module that owns it.
+
+    Returns:
+        `[{"params": decayed, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0}]`.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) in seen or not param.requires_grad:
+                continue
+            seen.add(id(param))
+            is_embedding = isinstance(module, nn.Embedding) or "embed" in f"{module_name}.{name}"
+            if param.ndim < 2 or is_embedding or isinstance(module, _NO_DECAY_MODULES):
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    fused: bool,
+) -> torch.optim.AdamW:
+    """Adam with decoupled weight decay (identical to plain Adam when `weight_decay` is 0).
+
+    Args:
+        fused: use the fused CUDA kernel (all parameters must be on a CUDA device).
+    """
+    return torch.optim.AdamW(
+        param_groups(model, weight_decay),
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        fused=fused or None,
+    )
+
+
+def inverse_sqrt(update: int, warmup_steps: int) -> float:
+    """Factor of the peak rate: linear warmup to 1, then decay with 1/sqrt(update)."""
+    if update < warmup_steps:
+        return update / warmup_steps
+    return math.sqrt(max(warmup_steps, 1) / update)
+
+
+def noam(update: int, warmup_steps: int, d_model: int, factor: float) -> float:
+    """The paper's rate: factor * d_model^-0.5 * min(update^-0.5, update * warmup^-1.5)."""
+    warmup = update * warmup_steps**-1.5 if warmup_steps > 0 else math.inf
+    return factor * d_model**-0.5 * min(update**-0.5, warmup)
+
+
+def constant(update: int, warmup_steps: int) -> float:
+    """Factor of the peak rate: linear warmup to 1, then 1."""
+    return min(1.0, update / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def lr_at(
+    update: int, *, schedule: str, lr: float, warmup_steps: int, d_model: int, noam_factor: float
+) -> float:
+    """The learning rate of update number `update` (counted from 1).
+
+    `lr` is the peak rate for "inverse_sqrt" and "constant"; "noam" ignores it.
+    """
+    if schedule == "inverse_sqrt":
+        return lr * inverse_sqrt(update, warmup_steps)
+    if schedule == "constant":
+        return lr * constant(update, warmup_steps)
+    if schedule == "noam":
+        return noam(update, warmup_steps, d_model, noam_factor)
+    raise ValueError(f"optim.schedule={schedule!r} is not one of inverse_sqrt, noam, constant.")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    schedule: str,
+    lr: float,
+    warmup_steps: int,
+    d_model: int,
+    noam_factor: float,
+) -> LambdaLR:
+    """A `LambdaLR` that sets the rate of each update to `lr_at(update, ...)`.
+
+    `LambdaLR` scales the optimizer's initial rate (`lr`) and counts its steps from 0 for the
+    first update, hence the `step + 1` and the division by `lr`.
+    """
+
+    def lr_factor(step: int) -> float:
+        rate = lr_at(
+            step + 1,
+            schedule=schedule,
+            lr=lr,
+            warmup_steps=warmup_steps,
+            d_model=d_model,
+            noam_factor=noam_factor,
+        )
+        return rate / lr
+
+    return LambdaLR(optimizer, lr_factor)

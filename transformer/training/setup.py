@@ -1,0 +1,273 @@
+"""Assembling a training session: data, model, optimizer, schedule, sampler, wrappers, resume.
+
+`build_run` returns a `Run` holding everything the loop in `trainer.py` works with; when the run
+folder holds checkpoints/last.pt (and `train.resume`), every state is restored from it first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from transformer.checkpoint import CheckpointError, load_checkpoint
+from transformer.config import TrainRunConfig
+from transformer.data.batching import Batch, TokenBatchSampler, collate
+from transformer.data.prepare import PreparedData, format_stats, prepare_data
+from transformer.data.tokenizer import PAD_ID
+from transformer.model import build_model
+from transformer.runtime import resolve_precision, seed_everything, set_rng_state
+from transformer.training.distributed import DistEnv, barrier
+from transformer.training.logger import TrainLogger
+from transformer.training.optim import build_optimizer, build_scheduler
+from transformer.training.state import Progress, check_resumable, restore_state
+from transformer.training.step import UpdateStep
+
+if TYPE_CHECKING:
+    import datasets
+
+logger = logging.getLogger(__name__)
+
+
+def id_columns(split: datasets.Dataset) -> tuple[list[list[int]], list[list[int]]]:
+    """The split's src_ids and tgt_ids as Python lists (read through Arrow in one go)."""
+    table = split.with_format("arrow")[:]
+    return table["src_ids"].to_pylist(), table["tgt_ids"].to_pylist()
+
+
+class BatchStream:
+    """Training batches, epoch after epoch, drawn from a resumable `TokenBatchSampler`.
+
+    Args:
+        src_ids: encoded sources of the training split (no EOS), one list per pair.
+        tgt_ids: encoded targets (no BOS/EOS).
+        sampler: yields lists of row indices; its state is the data position.
+        pad_id: padding id for `collate`.
+        max_epochs: stop after this many epochs; 0 never stops.
+    """
+
+    def __init__(
+        self,
+        src_ids: Sequence[list[int]],
+        tgt_ids: Sequence[list[int]],
+        sampler: TokenBatchSampler,
+        pad_id: int,
+        max_epochs: int,
+    ) -> None:
+        if len(sampler) == 0:
+            raise ValueError("the training split gives no batches; check the data config.")
+        self.src_ids, self.tgt_ids = src_ids, tgt_ids
+        self.sampler = sampler
+        self.pad_id = pad_id
+        self.max_epochs = max_epochs
+        self.epoch = sampler.state_dict()["epoch"]
+        self._batches = iter(sampler)
+
+    def take(self, n: int) -> list[Batch]:
+        """The next `n` batches (fewer, or none, once `max_epochs` epochs are done)."""
+        batches: list[Batch] = []
+        while len(batches) < n:
+            indices = next(self._batches, None)
+            if indices is None:
+                if self.max_epochs and self.epoch + 1 >= self.max_epochs:
+                    break
+                self.epoch += 1
+                self.sampler.set_epoch(self.epoch)
+                self._batches = iter(self.sampler)
+                continue
+            src = [self.src_ids[i] for i in indices]
+            tgt = [self.tgt_ids[i] for i in indices]
+            batches.append(collate(src, tgt, indices, self.pad_id))
+        return batches
+
+
+@dataclass
+class Run:
+    """Everything one training session works with."""
+
+    cfg: TrainRunConfig
+    env: DistEnv
+    device: torch.device
+    precision: str
+    prepared: PreparedData
+    model: nn.Module  # unwrapped: checkpoints, validation and decoding use it
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    sampler: TokenBatchSampler
+    stream: BatchStream
+    step: UpdateStep  # holds the DDP/compiled wrapper that training steps run through
+    progress: Progress
+    log: TrainLogger
+    started: float = field(default_factory=time.monotonic)
+    last_validated: int = -1  # update of the latest validation in this session
+    last_metrics: dict[str, float] = field(default_factory=dict)  # of that validation
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.cfg.run_dir) / "checkpoints"
+
+
+def _set_aside(run_dir: Path) -> None:
+    # Starting over: the old checkpoints and event files would mix with the new run's.
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in ("checkpoints", "tensorboard"):
+        if (run_dir / name).exists():
+            (run_dir / name).rename(run_dir / f"{name}.replaced-{stamp}")
+    logger.warning(
+        "train.resume=false: starting over; the old run's files are now *.replaced-%s", stamp
+    )
+
+
+def _resume_state(cfg: TrainRunConfig, env: DistEnv) -> dict | None:
+    path = Path(cfg.run_dir) / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return None
+    if not cfg.train.resume:
+        if env.is_main:
+            _set_aside(Path(cfg.run_dir))
+        return None
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error} Delete it, or set train.resume=false.") from error
+    check_resumable(state["config"], cfg, path)
+    logger.info("resuming from %s (update %d)", path, state["step"])
+    return state
+
+
+def _prepare(cfg: TrainRunConfig, env: DistEnv) -> PreparedData:
+    # Rank 0 trains the tokenizer and fills the caches; the other ranks then reuse them.
+    if not env.is_main:
+        barrier()
+    prepared = prepare_data(cfg)
+    if env.is_main:
+        barrier()
+        logger.info("data:\n%s", format_stats(prepared.stats))
+    limit = cfg.train.max_train_pairs
+    if limit and limit < len(prepared.splits["train"]):
+        prepared.splits["train"] = prepared.splits["train"].select(range(limit))
+    return prepared
+
+
+def _optimization(
+    model: nn.Module, cfg: TrainRunConfig, device: torch.device
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    optim = cfg.optim
+    optimizer = build_optimizer(
+        model,
+        lr=optim.lr,
+        betas=(optim.adam_beta1, optim.adam_beta2),
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+        fused=device.type == "cuda",
+    )
+    scheduler = build_scheduler(
+        optimizer,
+        schedule=optim.schedule,
+        lr=optim.lr,
+        warmup_steps=optim.warmup_steps,
+        d_model=cfg.model.d_model,
+        noam_factor=optim.noam_factor,
+    )
+    return optimizer, scheduler
+
+
+def _wrap(model: nn.Module, cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> nn.Module:
+    use_compile = cfg.train.compile if cfg.train.compile is not None else device.type == "cuda"
+    wrapped = torch.compile(model) if use_compile else model
+    if env.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(wrapped, device_ids=device_ids)
+    return wrapped
+
+
+def _sampler(src_ids: list, tgt_ids: list, cfg: TrainRunConfig, env: DistEnv) -> TokenBatchSampler:
+    return TokenBatchSampler(
+        [len(ids) + 1 for ids in src_ids],  # + EOS
+        [len(ids) + 1 for ids in tgt_ids],  # + BOS (tgt_in) or EOS (tgt_out)
+        cfg.train.max_tokens,
+        seed=cfg.train.seed,
+        shuffle=True,
+        rank=env.rank,
+        world_size=env.world_size,
+    )
+
+
+def _update_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    cfg: TrainRunConfig,
+    env: DistEnv,
+    device: torch.device,
+    precision: str,
+) -> UpdateStep:
+    return UpdateStep(
+        _wrap(model, cfg, env, device),
+        optimizer,
+        scaler,
+        smoothing=cfg.train.label_smoothing,
+        pad_id=PAD_ID,
+        device=device,
+        precision=precision,
+        clip_norm=cfg.optim.clip_norm,
+        world_size=env.world_size,
+    )
+
+
+def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
+    """Prepare data, build and (when resuming) restore every state, wrap for DDP/compile."""
+    resume = _resume_state(cfg, env)
+    seed_everything(cfg.train.seed + env.rank)  # ranks draw different dropout masks
+    precision = resolve_precision(cfg.train.precision, device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores
+        torch.backends.cudnn.allow_tf32 = True
+    elif cfg.train.cpu_threads:
+        torch.set_num_threads(cfg.train.cpu_threads)
+    prepared = _prepare(cfg, env)
+    tokenizer = prepared.tokenizer
+    model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
+    model.to(device)
+    optimizer, scheduler = _optimization(model, cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    src_ids, tgt_ids = id_columns(prepared.splits["train"])
+    sampler = _sampler(src_ids, tgt_ids, cfg, env)
+    progress = Progress()
+    if resume is not None:
+        progress, rng = restore_state(
+            resume, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+            sampler=sampler, rank=env.rank, world_size=env.world_size,
+        )  # fmt: skip
+        set_rng_state(rng)  # last: nothing below draws random numbers before training
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("model: %.2fM parameters, %s on %s", n_params / 1e6, precision, device)
+    return Run(
+        cfg=cfg,
+        env=env,
+        device=device,
+        precision=precision,
+        prepared=prepared,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        sampler=sampler,
+        stream=BatchStream(src_ids, tgt_ids, sampler, PAD_ID, cfg.train.max_epochs),
+        step=_update_step(model, optimizer, scaler, cfg, env, device, precision),
+        progress=progress,
+        log=TrainLogger(
+            Path(cfg.run_dir) / "tensorboard",
+            enabled=env.is_main,
+            total_updates=cfg.train.max_updates or None,
+            initial_update=progress.step,
+        ),
+    )

@@ -1,0 +1,206 @@
+"""What a training checkpoint holds, how it is restored, and which run folders may resume.
+
+The keys follow the project contract (INTERFACES.md); `transformer.checkpoint` writes and reads
+the files. Besides the contract's keys a checkpoint carries "best_loss" (the selection metric when
+BLEU is off) and "rng_ranks" (every rank's generators, so a DDP run resumes exactly too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from transformer.checkpoint import FORMAT_VERSION, save_checkpoint, unwrap_model
+from transformer.config import TrainRunConfig
+from transformer.data.batching import TokenBatchSampler
+from transformer.data.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+# Sections whose values define the model, the data or the vocabulary: a checkpoint trained
+# with other values cannot continue in this run folder. Paths and worker counts may change.
+_DEFINING_SECTIONS = ("model", "data", "tokenizer")
+_FREE_KEYS = {"data.cache_dir", "data.multi30k_dir", "data.num_proc", "data.test_split"}
+_DEFINING_TRAIN_KEYS = ("max_train_pairs",)
+
+
+class ResumeError(RuntimeError):
+    """The run folder's checkpoint belongs to a different model, data or tokenizer config."""
+
+
+@dataclass
+class Progress:
+    """Counters of the loop that a checkpoint carries besides the module states."""
+
+    step: int = 0
+    best_bleu: float = -math.inf
+    best_loss: float = math.inf
+    bad_validations: int = 0
+
+    def record(self, bleu: float | None, loss: float) -> bool:
+        """Count a validation; return True when it is the best so far (BLEU, else loss)."""
+        if bleu is not None:
+            improved = bleu > self.best_bleu
+            self.best_bleu = max(self.best_bleu, bleu)
+        else:
+            improved = loss < self.best_loss
+        self.best_loss = min(self.best_loss, loss)
+        self.bad_validations = 0 if improved else self.bad_validations + 1
+        return improved
+
+
+def _flatten(section: str, values: dict) -> dict[str, object]:
+    return {f"{section}.{key}": value for key, value in values.items()}
+
+
+def _defining_values(config: dict) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for section in _DEFINING_SECTIONS:
+        values.update(_flatten(section, config.get(section, {})))
+    for key in _DEFINING_TRAIN_KEYS:
+        values[f"train.{key}"] = config.get("train", {}).get(key)
+    return {key: value for key, value in values.items() if key not in _FREE_KEYS}
+
+
+def config_differences(stored: dict, current: TrainRunConfig) -> list[str]:
+    """Model/data/tokenizer keys whose values differ: "key: stored (checkpoint) != now (run)"."""
+    old = _defining_values(stored)
+    new = _defining_values(dataclasses.asdict(current))
+    return [
+        f"{key}: {old.get(key)!r} (checkpoint) != {new.get(key)!r} (now)"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+
+
+def check_resumable(stored: dict, current: TrainRunConfig, path: Path) -> None:
+    """Refuse to resume from a checkpoint of another model, data or tokenizer config.
+
+    Raises:
+        ResumeError: naming every differing key and the ways out.
+    """
+    differences = config_differences(stored, current)
+    if differences:
+        raise ResumeError(
+            f"{path} was trained with a different config, so this run cannot resume from it:\n  "
+            + "\n  ".join(differences)
+            + "\nUse another run folder (name=... or hydra.run.dir=...), restore those values, "
+            "or start over in this folder with train.resume=false."
+        )
+
+
+def checkpoint_state(
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    sampler: TokenBatchSampler,
+    progress: Progress,
+    rng_ranks: list[dict],
+    cfg: TrainRunConfig,
+    tokenizer: Tokenizer,
+) -> dict:
+    """Everything needed to resume training or to use the model alone (rank 0's view)."""
+    sampler_state = sampler.state_dict()
+    return {
+        "model": unwrap_model(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "step": progress.step,
+        "epoch": sampler_state["epoch"],
+        "sampler": sampler_state,
+        "rng": rng_ranks[0],
+        "rng_ranks": rng_ranks,
+        "best_bleu": progress.best_bleu,
+        "best_loss": progress.best_loss,
+        "bad_validations": progress.bad_validations,
+        "config": dataclasses.asdict(cfg),
+        "tokenizer": tokenizer.state_dict(),
+        "format_version": FORMAT_VERSION,
+    }
+
+
+def restore_state(
+    state: dict,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    sampler: TokenBatchSampler,
+    rank: int,
+    world_size: int,
+) -> tuple[Progress, dict]:
+    """Load module, optimizer and data states; return the counters and this rank's RNG state.
+
+    Call before wrapping the model in DDP or torch.compile.
+    """
+    unwrap_model(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"] is not None and scaler.is_enabled():
+        scaler.load_state_dict(state["scaler"])
+    sampler.load_state_dict(state["sampler"])
+    rng_ranks = state["rng_ranks"]
+    if world_size != len(rng_ranks):
+        logger.warning(
+            "resuming %d ranks from a checkpoint of %d: training continues, but not exactly as "
+            "an uninterrupted run would (other batches per rank, other random streams)",
+            world_size,
+            len(rng_ranks),
+        )
+    progress = Progress(
+        step=state["step"],
+        best_bleu=state["best_bleu"],
+        best_loss=state["best_loss"],
+        bad_validations=state["bad_validations"],
+    )
+    return progress, rng_ranks[rank % len(rng_ranks)]
+
+
+def _link_atomic(source: Path, target: Path) -> None:
+    # A hard link renamed into place: as atomic as save_checkpoint, without writing twice.
+    tmp = target.with_name(f".{target.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # file systems without hard links
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def write_checkpoints(
+    folder: Path, state: dict, *, is_best: bool, keep_last: int, periodic: bool
+) -> None:
+    """Write last.pt, and link it as best.pt and checkpoint_<step>.pt; keep `keep_last` of those.
+
+    Args:
+        folder: the run's checkpoints/ folder.
+        is_best: the state scored the best validation so far.
+        keep_last: how many checkpoint_<step>.pt files to keep (0 keeps none).
+        periodic: also keep this state as checkpoint_<step>.pt (at validations).
+    """
+    last = folder / "last.pt"
+    save_checkpoint(last, state)
+    if is_best:
+        _link_atomic(last, folder / "best.pt")
+    if periodic and keep_last > 0:
+        _link_atomic(last, folder / f"checkpoint_{state['step']:08d}.pt")
+    for old in sorted(folder.glob("checkpoint_*.pt"))[: -keep_last or None]:
+        old.unlink()
+    logger.info("saved %s%s (update %d)", last, " and best.pt" if is_best else "", state["step"])
+
+
+def periodic_checkpoints(folder: Path) -> list[Path]:
+    """The kept checkpoint_<step>.pt files, oldest first."""
+    return sorted(folder.glob("checkpoint_*.pt"))

@@ -1,0 +1,248 @@
+"""The training loop: updates, logging, validation, checkpoints, early stopping, stop signals.
+
+`train(cfg)` is the entry point (called by `transformer.cli` after Hydra composition). Re-running
+it into a run folder that holds checkpoints/last.pt continues from there (`train.resume`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from types import FrameType, TracebackType
+
+from transformer.checkpoint import average_checkpoints, load_checkpoint
+from transformer.config import TrainRunConfig
+from transformer.data.tokenizer import PAD_ID
+from transformer.model import build_model
+from transformer.runtime import pick_device, rng_state
+from transformer.training.distributed import (
+    all_gather_objects,
+    broadcast_float,
+    destroy_distributed,
+    env_from_torchrun,
+    init_distributed,
+    max_over_ranks,
+)
+from transformer.training.logger import Meter, flat_hparams
+from transformer.training.setup import Run, build_run
+from transformer.training.state import checkpoint_state, periodic_checkpoints, write_checkpoints
+from transformer.training.step import StepResult
+from transformer.training.validation import evaluate_split, format_samples, validate
+
+logger = logging.getLogger(__name__)
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopOnSignal:
+    """While open, Ctrl-C or SIGTERM ask the loop to stop after the current update.
+
+    The loop then saves checkpoints/last.pt and returns; a second signal stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            for sig in _STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.requested is not None:
+            raise KeyboardInterrupt(f"second {name}: stopping without saving")
+        self.requested = name
+        logger.warning("%s: saving a checkpoint after this update, then stopping", name)
+
+
+def save(run: Run, *, is_best: bool, periodic: bool) -> None:
+    """Gather every rank's RNG state; rank 0 writes last.pt (and best.pt, checkpoint_<step>)."""
+    rng_ranks = all_gather_objects(rng_state())
+    if not run.env.is_main:
+        return
+    state = checkpoint_state(
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        scaler=run.scaler,
+        sampler=run.sampler,
+        progress=run.progress,
+        rng_ranks=rng_ranks,
+        cfg=run.cfg,
+        tokenizer=run.prepared.tokenizer,
+    )
+    keep_last = run.cfg.train.keep_last
+    write_checkpoints(
+        run.checkpoint_dir, state, is_best=is_best, keep_last=keep_last, periodic=periodic
+    )
+
+
+def validate_and_save(run: Run) -> dict[str, float]:
+    """Validate (loss, perplexity, BLEU), log it, update best/patience, save checkpoints."""
+    cfg, step = run.cfg, run.progress.step
+    report = validate(run.model, run.prepared, cfg, run.device, run.precision)
+    # Rank 0's scores decide for every rank, so best.pt and early stopping agree.
+    loss = broadcast_float(report.loss.loss)
+    metrics = {"valid_loss": loss, "valid_ppl": report.ppl}
+    bleu = None
+    if report.bleu is not None:
+        bleu = broadcast_float(report.bleu.metrics.bleu)
+        metrics["valid_bleu"] = bleu
+        run.log.text("valid/samples", format_samples(report.bleu.samples), step)
+        signature = report.bleu.metrics.bleu_signature
+        run.log.text("valid/bleu_signature", signature, step)
+        logger.info("validation BLEU signature: %s", signature)
+    is_best = run.progress.record(bleu, loss)
+    run.log.scalars({f"valid/{k.removeprefix('valid_')}": v for k, v in metrics.items()}, step)
+    logger.info(
+        "validation at update %d: %s%s",
+        step,
+        " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
+        " (best)" if is_best else f" ({run.progress.bad_validations} without gain)",
+    )
+    run.last_validated, run.last_metrics = step, metrics
+    save(run, is_best=is_best, periodic=True)
+    return metrics
+
+
+def _evaluate_test(run: Run) -> dict[str, float]:
+    """Decode the test split with best.pt, or the average of the last `average_last` kept."""
+    folder, n_average = run.checkpoint_dir, run.cfg.train.average_last
+    if "test" not in run.prepared.splits:
+        return {}
+    kept = periodic_checkpoints(folder)
+    if n_average > 0 and kept:
+        weights, source = average_checkpoints(kept[-n_average:]), f"{len(kept[-n_average:])} avg"
+    elif (folder / "best.pt").is_file():
+        weights, source = load_checkpoint(folder / "best.pt")["model"], "best.pt"
+    else:
+        return {}
+    tokenizer = run.prepared.tokenizer
+    model = build_model(run.cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
+    model.load_state_dict(weights)
+    metrics = evaluate_split(
+        model.to(run.device), tokenizer, run.cfg.decode, run.device, run.prepared.splits["test"]
+    )
+    run.log.scalars({"test/bleu": metrics.bleu, "test/chrf": metrics.chrf}, run.progress.step)
+    logger.info(
+        "test BLEU %.2f, chrF %.2f (%s; %s)",
+        metrics.bleu,
+        metrics.chrf,
+        source,
+        metrics.bleu_signature,
+    )
+    return {"test_bleu": metrics.bleu, "test_chrf": metrics.chrf}
+
+
+def _report(run: Run, meter: Meter, result: StepResult, lr: float) -> None:
+    values = meter.summary()
+    values["lr"] = lr
+    if result.grad_norm is not None:
+        values["grad_norm"] = result.grad_norm.item()
+    run.log.scalars({f"train/{key}": value for key, value in values.items()}, run.progress.step)
+    run.log.progress(0, {"loss": f"{values['loss']:.3f}", "tok/s": f"{values['tokens_per_s']:.0f}"})
+    logger.info(
+        "update %d | epoch %d | loss %.3f | ppl %.2f | lr %.3g | gnorm %.3f | %.0f tok/s",
+        run.progress.step,
+        run.stream.epoch + 1,
+        values["loss"],
+        values["ppl"],
+        lr,
+        values.get("grad_norm", float("nan")),
+        values["tokens_per_s"],
+    )
+
+
+def _stop_reason(run: Run, stop: StopOnSignal) -> str | None:
+    cfg = run.cfg.train
+    if cfg.max_updates and run.progress.step >= cfg.max_updates:
+        return "max_updates"
+    if cfg.patience and run.progress.bad_validations >= cfg.patience:
+        return "early stopping"
+    out_of_time = cfg.max_time_minutes > 0 and (
+        time.monotonic() - run.started > cfg.max_time_minutes * 60
+    )
+    # Every rank must stop at the same update: 2 = a signal somewhere, 1 = out of time.
+    flag = max_over_ranks(2 if stop.requested is not None else int(out_of_time))
+    return {0: None, 1: "max_time_minutes", 2: "signal"}[flag]
+
+
+def _loop(run: Run, stop: StopOnSignal) -> str:
+    cfg = run.cfg.train
+    meter = Meter(run.device)
+    while (reason := _stop_reason(run, stop)) is None:
+        batches = run.stream.take(cfg.accum_steps)
+        if not batches:
+            return "max_epochs"
+        log_now = (run.progress.step + 1) % cfg.log_every == 0
+        lr = run.optimizer.param_groups[0]["lr"]
+        result = run.step(batches, want_grad_norm=log_now)
+        run.scheduler.step()
+        run.progress.step += 1
+        meter.add(result.loss, result.nll, result.n_tokens)
+        run.log.progress(1)
+        if log_now:
+            _report(run, meter, result, lr)
+        if run.progress.step % cfg.validate_every == 0:
+            validate_and_save(run)
+    return reason
+
+
+def _finish(run: Run, reason: str, start_step: int) -> dict[str, float]:
+    if reason == "signal":
+        save(run, is_best=False, periodic=False)
+        return {}
+    if run.progress.step > start_step and run.last_validated != run.progress.step:
+        validate_and_save(run)
+    metrics = dict(run.last_metrics)
+    if run.cfg.train.evaluate_test and run.env.is_main:
+        metrics.update(_evaluate_test(run))
+    return metrics
+
+
+def train(cfg: TrainRunConfig) -> dict:
+    """Train (or resume) the run in `cfg.run_dir`; return the final metrics.
+
+    Stops at `train.max_updates`, `max_epochs`, `max_time_minutes` (this session's wall time),
+    after `patience` validations without a gain in BLEU, or on Ctrl-C/SIGTERM, which first save
+    checkpoints/last.pt. Under torchrun each process trains one DDP rank and rank 0 alone writes.
+
+    Returns:
+        "step", "epoch", "stop_reason", "best_bleu", "best_loss", and the last validation's
+        "valid_loss", "valid_ppl", "valid_bleu" and "test_bleu", "test_chrf" when computed.
+    """
+    env = env_from_torchrun()
+    device = init_distributed(env, pick_device(cfg.train.device))
+    try:
+        run = build_run(cfg, env, device)
+        with run.log, StopOnSignal() as stop:
+            run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
+            start_step = run.progress.step
+            reason = _loop(run, stop)
+            logger.info("stopped at update %d: %s", run.progress.step, reason)
+            metrics = _finish(run, reason, start_step)
+        return {
+            "step": run.progress.step,
+            "epoch": run.stream.epoch,
+            "stop_reason": reason,
+            "best_bleu": run.progress.best_bleu,
+            "best_loss": run.progress.best_loss,
+            **metrics,
+        }
+    finally:
+        destroy_distributed()

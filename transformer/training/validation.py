@@ -1,0 +1,179 @@
+"""Validation: loss and perplexity over a split, and sacreBLEU of its decoded sources.
+
+BLEU decodes with `Translator` and `cfg.decode`, the same search that evaluation uses, on
+detokenised, cased text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from transformer.config import DecodeConfig, TrainRunConfig
+from transformer.data.batching import TokenBatchSampler, collate
+from transformer.data.prepare import PreparedData
+from transformer.data.tokenizer import PAD_ID, Tokenizer
+from transformer.decoding.translator import Translator
+from transformer.evaluation.metrics import Metrics, compute_metrics
+from transformer.runtime import autocast
+from transformer.training.loss import label_smoothed_cross_entropy
+from transformer.training.setup import id_columns
+
+if TYPE_CHECKING:
+    import datasets
+
+
+@dataclass
+class LossReport:
+    """Per-token means over a split."""
+
+    loss: float  # label-smoothed cross-entropy, as in training
+    nll: float  # plain negative log-likelihood; perplexity is exp(nll)
+    n_tokens: int
+
+
+@dataclass
+class BleuReport:
+    """sacreBLEU of a decoded split and a few examples."""
+
+    metrics: Metrics
+    samples: list[tuple[str, str, str]]  # (source, reference, hypothesis)
+
+
+@torch.no_grad()
+def validation_loss(
+    model: nn.Module,
+    src_ids: Sequence[list[int]],
+    tgt_ids: Sequence[list[int]],
+    *,
+    max_tokens: int,
+    smoothing: float,
+    pad_id: int,
+    device: torch.device,
+    precision: str,
+) -> LossReport:
+    """Mean loss per target token over all pairs, batched by the token budget.
+
+    Args:
+        model: the unwrapped model; put in eval mode here (the caller restores train mode).
+        src_ids: encoded sources (no EOS), one list per pair.
+        tgt_ids: encoded targets (no BOS/EOS), one list per pair.
+    """
+    model.eval()
+    sampler = TokenBatchSampler(
+        [len(ids) + 1 for ids in src_ids],
+        [len(ids) + 1 for ids in tgt_ids],
+        max_tokens,
+        seed=0,
+        shuffle=False,
+    )
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, nll, tokens
+    for indices in sampler:
+        batch = collate(
+            [src_ids[i] for i in indices], [tgt_ids[i] for i in indices], indices, pad_id
+        ).to(device)
+        with autocast(device, precision):
+            logits = model(batch.src_ids, batch.tgt_in_ids)  # (B, T, V)
+        sums = label_smoothed_cross_entropy(logits, batch.tgt_out_ids, smoothing, pad_id)
+        totals += torch.stack([sums.loss, sums.nll, sums.n_tokens.float()]).double()
+    loss, nll, n_tokens = totals.tolist()
+    n_tokens = max(n_tokens, 1.0)
+    return LossReport(loss=loss / n_tokens, nll=nll / n_tokens, n_tokens=int(n_tokens))
+
+
+@torch.no_grad()
+def validation_bleu(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    decode_cfg: DecodeConfig,
+    device: torch.device,
+    sources: list[str],
+    references: list[str],
+    n_samples: int,
+) -> BleuReport:
+    """Translate `sources` with the evaluation search settings and score against `references`.
+
+    Decoding runs in float32 (no autocast), as evaluation does, so validation BLEU and the
+    BLEU of `scripts/evaluate.py` on the same checkpoint agree.
+    """
+    model.eval()
+    hypotheses = Translator(model, tokenizer, decode_cfg, device).translate(sources)
+    metrics = compute_metrics(hypotheses, references)
+    samples = list(zip(sources, references, hypotheses, strict=True))[:n_samples]
+    return BleuReport(metrics=metrics, samples=samples)
+
+
+def format_samples(samples: list[tuple[str, str, str]]) -> str:
+    """Markdown for TensorBoard's text tab: one block per sample."""
+    blocks = [
+        f"**source:** {src}  \n**reference:** {ref}  \n**hypothesis:** {hyp}"
+        for src, ref, hyp in samples
+    ]
+    return "\n\n---\n\n".join(blocks)
+
+
+@dataclass
+class ValidationReport:
+    """Loss over the whole validation split; BLEU over its first `valid_max_sentences`."""
+
+    loss: LossReport
+    bleu: BleuReport | None  # None when `train.validate_bleu` is off
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(min(self.loss.nll, 50.0))
+
+
+def validate(
+    model: nn.Module,
+    prepared: PreparedData,
+    cfg: TrainRunConfig,
+    device: torch.device,
+    precision: str,
+) -> ValidationReport:
+    """Validation loss, perplexity and (if `train.validate_bleu`) BLEU of the unwrapped model."""
+    split = prepared.splits["validation"]
+    src_ids, tgt_ids = id_columns(split)
+    loss = validation_loss(
+        model,
+        src_ids,
+        tgt_ids,
+        max_tokens=cfg.train.max_tokens,
+        smoothing=cfg.train.label_smoothing,
+        pad_id=PAD_ID,
+        device=device,
+        precision=precision,
+    )
+    bleu = None
+    if cfg.train.validate_bleu:
+        n = min(cfg.train.valid_max_sentences or len(split), len(split))
+        subset = split.select(range(n))
+        bleu = validation_bleu(
+            model,
+            prepared.tokenizer,
+            cfg.decode,
+            device,
+            list(subset["src"]),
+            list(subset["tgt"]),
+            cfg.train.n_samples,
+        )
+    return ValidationReport(loss=loss, bleu=bleu)
+
+
+@torch.no_grad()
+def evaluate_split(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    decode_cfg: DecodeConfig,
+    device: torch.device,
+    split: datasets.Dataset,
+) -> Metrics:
+    """BLEU and chrF of a whole split (columns "src", "tgt") decoded with `decode_cfg`."""
+    return validation_bleu(
+        model, tokenizer, decode_cfg, device, list(split["src"]), list(split["tgt"]), 0
+    ).metrics
