@@ -126,9 +126,17 @@ def load_for_inference(
     """Rebuild model (eval mode, on `device`), tokenizer and config from one checkpoint file."""
     state = load_checkpoint(path)
     cfg = run_config_from_checkpoint(state)
-    tokenizer = Tokenizer.from_state_dict(state["tokenizer"])
+    try:
+        tokenizer = Tokenizer.from_state_dict(state["tokenizer"])
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointError(f"checkpoint {path} holds an unusable vocabulary: {error}") from error
     model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"checkpoint {path}: its weights do not fit the model its config describes ({error})"
+        ) from error
     return model.to(device).eval(), tokenizer, cfg
 
 

@@ -1,0 +1,141 @@
+"""evaluate: decodes a split or files with a checkpoint, writes hypotheses and a report whose
+metrics match the hypotheses, averages checkpoints, and fails cleanly on bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_greedy import one_thread  # noqa: F401  (autouse fixture)
+from test_translator import CPU, tiny_assets, write_checkpoint
+
+from transformer.checkpoint import average_checkpoints
+from transformer.config import DataConfig
+from transformer.decoding.translator import Translator
+from transformer.evaluation.evaluate import read_lines
+from transformer.evaluation.metrics import compute_metrics
+from transformer.inference_cli import evaluate_main
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_THREAD = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+}  # tiny model: faster, and kind to a busy machine
+
+
+@pytest.fixture
+def run(tiny_parallel_corpus: dict[str, Path], tmp_path: Path) -> dict:
+    model, tokenizer, cfg = tiny_assets(tiny_parallel_corpus)
+    ckpt = write_checkpoint(tmp_path / "ckpts" / "last.pt", model, tokenizer, cfg)
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "cfg": cfg,
+        "ckpt": ckpt,
+        "corpus": tiny_parallel_corpus,
+        "out": tmp_path / "eval",
+    }
+
+
+def _report(out_dir: Path) -> dict:
+    (path,) = out_dir.glob("*.json")
+    return json.loads(path.read_text("utf-8"))
+
+
+def test_files_give_hypotheses_and_a_matching_report(
+    run: dict, capsys: pytest.CaptureFixture
+) -> None:
+    src, ref = run["corpus"]["test.en"], run["corpus"]["test.de"]
+    argv = [str(run["ckpt"]), "--src", str(src), "--ref", str(ref), "--out-dir", str(run["out"])]
+    assert evaluate_main([*argv, "--beam-size", "2"]) == 0
+    report = _report(run["out"])
+    hyps = read_lines(report["hypotheses"])
+    decode = dataclasses.replace(run["cfg"].decode, beam_size=2, n_best=1)
+    translator = Translator(run["model"], run["tokenizer"], decode, CPU)
+    assert hyps == translator.translate(read_lines(src))
+    assert report["metrics"] == compute_metrics(hyps, read_lines(ref)).to_dict()
+    assert report["decode"]["beam_size"] == 2 and report["n_sentences"] == 40
+    out = capsys.readouterr().out
+    assert "BLEU = " in out and report["metrics"]["bleu_signature"] in out and "chrF = " in out
+
+
+def test_script_decodes_the_checkpoints_test_split(run: dict) -> None:
+    cmd = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(run["ckpt"])]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ONE_THREAD)
+    assert done.returncode == 0, done.stderr
+    report = _report(run["ckpt"].parent / "eval")
+    assert report["data"] == "test" and report["n_sentences"] == 40
+    assert f"BLEU = {report['metrics']['bleu']:.2f}" in done.stdout
+
+
+def _perturbed_copy(run: dict, path: Path, seed: int) -> Path:
+    model, tokenizer, cfg = tiny_assets(run["corpus"])
+    torch.manual_seed(seed)
+    model.load_state_dict(run["model"].state_dict())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    return write_checkpoint(path, model, tokenizer, cfg)
+
+
+@pytest.mark.parametrize("mode", ["--average", "--average-last"])
+def test_averaged_checkpoints_decode_like_the_averaged_weights(run: dict, mode: str) -> None:
+    folder = run["ckpt"].parent
+    others = [_perturbed_copy(run, folder / f"checkpoint_0000000{i}.pt", i) for i in (1, 2)]
+    args = [*map(str, others)] if mode == "--average" else ["2"]
+    src, ref = run["corpus"]["test.en"], run["corpus"]["test.de"]
+    argv = [str(run["ckpt"]), "--src", str(src), "--ref", str(ref), "--out-dir", str(run["out"])]
+    assert evaluate_main([*argv, mode, *args]) == 0
+    report = _report(run["out"])
+    averaged = [run["ckpt"], *others] if mode == "--average" else others
+    model = run["model"]
+    model.load_state_dict(average_checkpoints(averaged))
+    decode = dataclasses.replace(run["cfg"].decode, n_best=1)
+    expected = Translator(model, run["tokenizer"], decode, CPU).translate(read_lines(src))
+    assert read_lines(report["hypotheses"]) == expected
+    assert report["averaged"] == [str(p) for p in averaged]
+
+
+def test_bad_inputs_give_a_message_and_status_2(
+    run: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    latin1 = tmp_path / "latin1.de"
+    latin1.write_bytes("Ein Mann fährt Fahrrad.\n".encode("latin-1"))
+    no_vocab = tmp_path / "no_vocab.pt"
+    state = torch.load(run["ckpt"], weights_only=True)
+    del state["tokenizer"]
+    torch.save(state, no_vocab)
+    src = str(run["corpus"]["test.en"])
+    cases = {
+        "does not exist": [str(tmp_path / "missing.pt")],
+        "lacks tokenizer": [str(no_vocab)],
+        "not UTF-8": [str(run["ckpt"]), "--src", src, "--ref", str(latin1)],
+        "not 'test_2099'": [str(run["ckpt"]), "--split", "test_2099"],
+    }
+    for message, argv in cases.items():
+        assert evaluate_main(argv) == 2, message
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(run["ckpt"]), "--src", src])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("split", ["test_2016_flickr", "test_2017_flickr"])
+def test_multi30k_test_sets(
+    run: dict, multi30k_dir: Path, split: str, capsys: pytest.CaptureFixture
+) -> None:
+    model, tokenizer, cfg = run["model"], run["tokenizer"], run["cfg"]
+    data = DataConfig(source="multi30k", src_lang="en", tgt_lang="de", multi30k_dir=None)
+    cfg = dataclasses.replace(cfg, data=data)
+    ckpt = write_checkpoint(run["ckpt"].parent / "m30k.pt", model, tokenizer, cfg)
+    argv = [str(ckpt), "--split", split, "--multi30k-dir", str(multi30k_dir), "--max-sentences"]
+    assert evaluate_main([*argv, "20", "--out-dir", str(run["out"])]) == 0
+    report = _report(run["out"])
+    assert report["data"] == split and report["n_sentences"] == 20
+    assert "nrefs:1|case:mixed|eff:no|tok:13a" in capsys.readouterr().out

@@ -1,0 +1,182 @@
+"""Text in, text out: tokenise, sort by length, batch by token budget, search, detokenise.
+
+Sentences are decoded longest first in batches whose padded source tokens times the beam size
+stay within `DecodeConfig.max_tokens`, and the results come back in input order. Blank
+sentences translate to "" without a search; sources longer than the model's positional table are
+truncated (with a warning).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from transformer.config import DecodeConfig
+from transformer.data.batching import collate
+from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from transformer.decoding.beam import Hypothesis, beam_search
+from transformer.decoding.greedy import greedy_search, model_max_positions
+from transformer.model import Seq2SeqTransformer
+
+logger = logging.getLogger(__name__)
+
+Search = Callable[[torch.Tensor], list[list[Hypothesis]]]  # (B, S) source ids -> n-best lists
+
+
+@dataclass
+class CrossAttention:
+    """Cross-attention of one translation, for plots.
+
+    Attributes:
+        weights: (T, S) attention of each output piece (rows) over the source pieces (columns).
+        src_pieces: S labels, the source pieces and "</s>".
+        tgt_pieces: T labels, the output pieces and "</s>".
+        translation: the detokenised output.
+    """
+
+    weights: torch.Tensor
+    src_pieces: list[str]
+    tgt_pieces: list[str]
+    translation: str
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run a block in eval mode, restoring the model's previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+class Translator:
+    """Translate sentences with a model and its tokenizer.
+
+    Args:
+        model: the seq2seq model, already on `device`.
+        tokenizer: the model's tokenizer.
+        cfg: search settings (beam size 1 is greedy search).
+        device: where source batches are placed.
+    """
+
+    def __init__(
+        self,
+        model: Seq2SeqTransformer,
+        tokenizer: Tokenizer,
+        cfg: DecodeConfig,
+        device: torch.device,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.device = device
+        self.max_src_pieces = model_max_positions(model) - 1  # room for the EOS
+
+    def translate(self, sentences: list[str]) -> list[str]:
+        """The best translation of each sentence, in input order."""
+        return [self.tokenizer.decode_tgt(ids) for ids in self.translate_ids(sentences)]
+
+    def translate_ids(self, sentences: list[str]) -> list[list[int]]:
+        """The best output ids (no BOS/EOS) of each sentence, in input order."""
+        search = self._greedy if self.cfg.beam_size == 1 else self._beam
+        return [hyps[0].tokens for hyps in self._decode(sentences, search)]
+
+    def translate_nbest(self, sentences: list[str]) -> list[list[tuple[str, float]]]:
+        """Up to cfg.n_best (translation, length-normalised log-prob) pairs per sentence."""
+        results = self._decode(sentences, self._beam)
+        return [[(self.tokenizer.decode_tgt(h.tokens), h.score) for h in hyps] for hyps in results]
+
+    def attention(self, sentence: str, layer: int = -1) -> CrossAttention:
+        """Translate one sentence and return its cross-attention, averaged over heads.
+
+        Args:
+            sentence: the source text.
+            layer: decoder layer (Python index; -1 is the last).
+        """
+        src = self._encode([sentence])[0]
+        tokens = self.translate_ids([sentence])[0]
+        src_ids = torch.tensor([src + [EOS_ID]], device=self.device)  # (1, S)
+        tgt_in = torch.tensor([[BOS_ID, *tokens]], device=self.device)  # (1, T)
+        with eval_mode(self.model), torch.inference_mode():
+            weights = self.model.cross_attention_weights(src_ids, tgt_in)  # (L, 1, H, T, S)
+        src_pieces = self.tokenizer.src_pieces(sentence)[: len(src)]
+        return CrossAttention(
+            weights=weights[layer, 0].mean(dim=0).float().cpu(),  # (T, S)
+            src_pieces=[*src_pieces, "</s>"],
+            tgt_pieces=[*self.tokenizer.tgt_id_to_piece(tokens), "</s>"],
+            translation=self.tokenizer.decode_tgt(tokens),
+        )
+
+    def _encode(self, sentences: list[str]) -> list[list[int]]:
+        """Source pieces per sentence, cut to what the positional table covers."""
+        encoded = self.tokenizer.encode_src(sentences)
+        too_long = [i for i, ids in enumerate(encoded) if len(ids) > self.max_src_pieces]
+        if too_long:
+            logger.warning(
+                "%d input(s) longer than %d pieces truncated (model.max_positions); first: #%d",
+                len(too_long),
+                self.max_src_pieces,
+                too_long[0] + 1,
+            )
+        return [ids[: self.max_src_pieces] for ids in encoded]
+
+    def _decode(self, sentences: list[str], search: Search) -> list[list[Hypothesis]]:
+        """Run `search` over token-budget batches of the non-blank sentences, longest first."""
+        results = [[Hypothesis(tokens=[], score=0.0)] for _ in sentences]
+        encoded = self._encode(sentences)
+        order = sorted(
+            (i for i, text in enumerate(sentences) if text.strip()),
+            key=lambda i: len(encoded[i]),
+            reverse=True,
+        )
+        with eval_mode(self.model):
+            for batch in self._batches(order, encoded):
+                src = collate([encoded[i] for i in batch], [[] for _ in batch], batch, PAD_ID)
+                for i, hyps in zip(batch, search(src.src_ids.to(self.device)), strict=True):
+                    results[i] = hyps
+        return results
+
+    def _batches(self, order: list[int], encoded: list[list[int]]) -> Iterator[list[int]]:
+        """Split `order` (longest first) so that rows * (longest + EOS) * beam <= max_tokens."""
+        batch: list[int] = []
+        for i in order:
+            longest = len(encoded[batch[0]]) + 1 if batch else 0  # batch[0] is the longest
+            if batch and (len(batch) + 1) * longest * self.cfg.beam_size > self.cfg.max_tokens:
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def _greedy(self, src_ids: torch.Tensor) -> list[list[Hypothesis]]:
+        """Greedy search (B, S) -> one hypothesis per sentence (score not computed: nan)."""
+        outputs = greedy_search(
+            self.model,
+            src_ids,
+            max_len_a=self.cfg.max_len_a,
+            max_len_b=self.cfg.max_len_b,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+        )
+        return [[Hypothesis(tokens=ids, score=float("nan"))] for ids in outputs]
+
+    def _beam(self, src_ids: torch.Tensor) -> list[list[Hypothesis]]:
+        """Beam search (B, S) -> cfg.n_best hypotheses per sentence."""
+        return beam_search(
+            self.model,
+            src_ids,
+            beam_size=self.cfg.beam_size,
+            length_penalty=self.cfg.length_penalty,
+            max_len_a=self.cfg.max_len_a,
+            max_len_b=self.cfg.max_len_b,
+            n_best=self.cfg.n_best,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+        )

@@ -1,0 +1,115 @@
+"""Decode a split (or a pair of text files) with a model, write the hypotheses, report metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from transformer.config import DataConfig
+from transformer.data.corpus import load_split
+from transformer.decoding.translator import Translator
+from transformer.evaluation.metrics import Metrics, compute_metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """Hypotheses of one decoded set, their scores, and the decoding time."""
+
+    hyps: list[str]
+    metrics: Metrics
+    seconds: float
+
+    @property
+    def sentences_per_second(self) -> float:
+        return len(self.hyps) / max(self.seconds, 1e-9)
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file, without line ends.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not valid UTF-8 (the message names the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist; give a text file with one sentence a line."
+        )
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path} is not UTF-8 text (line {line}, byte {error.start}); convert it, e.g. "
+            f"`iconv -f latin1 -t utf-8 {path.name}`."
+        ) from error
+    return text.splitlines()
+
+
+def split_name(cfg: DataConfig, split: str) -> str:
+    """The corpus' own name of a split: Multi30k's "test" is data.test_split, and so on."""
+    if cfg.source != "multi30k":
+        return split
+    return {"test": cfg.test_split, "validation": cfg.valid_split}.get(split, split)
+
+
+def split_texts(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
+    """Sources and references of a corpus split ("test", "validation" or a corpus name).
+
+    Raises:
+        CorpusError: the split cannot be read (see `transformer.data.corpus.read_split`).
+    """
+    dataset = load_split(cfg, split)
+    return list(dataset["src"]), list(dataset["tgt"])
+
+
+def evaluate(translator: Translator, sources: list[str], refs: list[str]) -> EvalResult:
+    """Translate `sources` and score them against `refs` (aligned, one reference each)."""
+    if len(sources) != len(refs):
+        raise ValueError(f"{len(sources)} sources but {len(refs)} references; they must align.")
+    start = time.perf_counter()
+    hyps = translator.translate(sources)
+    if translator.device.type == "cuda":
+        torch.cuda.synchronize(translator.device)
+    seconds = time.perf_counter() - start
+    result = EvalResult(hyps=hyps, metrics=compute_metrics(hyps, refs), seconds=seconds)
+    logger.info(
+        "decoded %d sentences in %.1f s (%.1f sentences/s)",
+        len(hyps),
+        seconds,
+        result.sentences_per_second,
+    )
+    return result
+
+
+def write_outputs(
+    result: EvalResult, hyp_path: Path, report_path: Path, info: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the hypotheses (one a line) and a JSON report of `info` plus metrics and timing.
+
+    Returns:
+        The report as written.
+    """
+    hyp_path.parent.mkdir(parents=True, exist_ok=True)
+    hyp_path.write_text("".join(h + "\n" for h in result.hyps), encoding="utf-8")
+    report = {
+        **info,
+        "n_sentences": len(result.hyps),
+        "metrics": result.metrics.to_dict(),
+        "seconds": round(result.seconds, 3),
+        "sentences_per_second": round(result.sentences_per_second, 2),
+        "hypotheses": str(hyp_path),
+    }
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return report

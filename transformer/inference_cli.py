@@ -1,0 +1,293 @@
+"""Command lines of `scripts/evaluate.py` and `scripts/translate.py` (argparse, not Hydra).
+
+Both take a checkpoint as their first argument and rebuild the model, vocabulary and run config
+from it alone; decoding options default to the checkpoint's stored decode config and are
+overridden by flags. User errors (a missing or corrupt checkpoint, a file that is not UTF-8, an
+unknown split) end with a one-line message on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from transformer.checkpoint import CheckpointError, average_checkpoints, load_for_inference
+from transformer.config import DEVICES, DecodeConfig, TrainRunConfig
+from transformer.data.corpus import CorpusError
+from transformer.data.tokenizer import Tokenizer
+from transformer.decoding.translator import Translator
+from transformer.evaluation.attention_plot import plot_attention
+from transformer.evaluation.evaluate import (
+    evaluate,
+    read_lines,
+    split_name,
+    split_texts,
+    write_outputs,
+)
+from transformer.evaluation.metrics import format_metrics
+from transformer.model import Seq2SeqTransformer
+from transformer.runtime import pick_device
+from transformer.training.state import periodic_checkpoints
+
+logger = logging.getLogger(__name__)
+
+USER_ERRORS = (CheckpointError, CorpusError, OSError, ValueError)
+_DECODE_FLAGS = ("beam_size", "length_penalty", "max_len_a", "max_len_b", "max_tokens", "n_best")
+
+
+def _common_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("checkpoint", type=Path, help="a .pt checkpoint written by training")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if present")
+    group = parser.add_argument_group("search (defaults: the checkpoint's decode config)")
+    group.add_argument("--beam-size", type=int, help="1 is greedy search")
+    group.add_argument("--length-penalty", type=float, help="GNMT alpha; 0 disables")
+    group.add_argument("--max-len-a", type=float, help="output length limit a * |src| + b")
+    group.add_argument("--max-len-b", type=int, help="the b of a * |src| + b")
+    group.add_argument("--max-tokens", type=int, help="batch budget: source tokens x beam")
+    return parser
+
+
+def decode_config(args: argparse.Namespace, stored: DecodeConfig) -> DecodeConfig:
+    """The stored decode config with the flags that were given (validated again)."""
+    given = {k: getattr(args, k) for k in _DECODE_FLAGS if getattr(args, k, None) is not None}
+    if "beam_size" in given and "n_best" not in given:
+        given["n_best"] = min(stored.n_best, given["beam_size"])
+    return dataclasses.replace(stored, **given)
+
+
+def load_model(
+    args: argparse.Namespace,
+) -> tuple[Seq2SeqTransformer, Tokenizer, TrainRunConfig, torch.device]:
+    """Model (averaged when asked), tokenizer, run config and device from the arguments."""
+    device = pick_device(args.device)
+    try:
+        model, tokenizer, cfg = load_for_inference(args.checkpoint, device)
+        averaged = checkpoints_to_average(args)
+        if averaged:
+            model.load_state_dict(average_checkpoints(averaged))
+            logger.info("averaged %s", ", ".join(map(str, averaged)))
+    except RuntimeError as error:  # load_state_dict: weights that do not fit the config
+        raise CheckpointError(
+            f"{args.checkpoint}: weights do not fit its model config: {error}"
+        ) from error
+    return model, tokenizer, cfg, device
+
+
+def checkpoints_to_average(args: argparse.Namespace) -> list[Path]:
+    """[] for no averaging; CHECKPOINT and the --average files; or the --average-last K.
+
+    --average-last takes the K newest checkpoint_<step>.pt files of CHECKPOINT's folder (the
+    trainer's periodic checkpoints); CHECKPOINT then only supplies the config and vocabulary.
+    """
+    if getattr(args, "average", None):
+        return [args.checkpoint, *args.average]
+    k = getattr(args, "average_last", 0)
+    if not k:
+        return []
+    found = periodic_checkpoints(args.checkpoint.parent)[-k:]
+    if len(found) < k:
+        raise CheckpointError(
+            f"--average-last {k}: {args.checkpoint.parent} holds {len(found)} checkpoint_*.pt "
+            "file(s); lower K or list the files with --average."
+        )
+    return found
+
+
+def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command, turning user errors into a message and exit status 2."""
+    try:
+        return run(args)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _setup_logging(level: int) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _evaluate_parser() -> argparse.ArgumentParser:
+    parser = _common_parser("Decode a test set with a checkpoint and report sacreBLEU and chrF.")
+    data = parser.add_argument_group("what to decode (default: the corpus' test split)")
+    data.add_argument("--split", default="test", help="test, validation, or e.g. test_2017_flickr")
+    data.add_argument("--src", type=Path, help="a source file (one sentence a line), with --ref")
+    data.add_argument("--ref", type=Path, help="its reference translations")
+    data.add_argument("--multi30k-dir", help="Multi30k mirror folder (overrides the stored one)")
+    data.add_argument("--max-sentences", type=int, default=0, help="decode only the first N")
+    avg = parser.add_mutually_exclusive_group()
+    avg.add_argument("--average", type=Path, nargs="+", metavar="CKPT", help="average with these")
+    avg.add_argument(
+        "--average-last",
+        type=int,
+        default=0,
+        metavar="K",
+        help="average the last K checkpoint_*.pt of the checkpoint's folder",
+    )
+    parser.add_argument("--out-dir", type=Path, help="default: <checkpoint folder>/eval")
+    return parser
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """`scripts/evaluate.py CHECKPOINT [options]`; returns the exit status."""
+    args = _evaluate_parser().parse_args(argv)
+    if (args.src is None) != (args.ref is None):
+        _evaluate_parser().error("--src and --ref go together")
+    _setup_logging(logging.INFO)
+    return _guarded(_evaluate, args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model, tokenizer, cfg, device = load_model(args)
+    decode = dataclasses.replace(decode_config(args, cfg.decode), n_best=1)
+    if args.src is not None:
+        sources, refs, label = read_lines(args.src), read_lines(args.ref), args.src.name
+    else:
+        data_cfg = cfg.data
+        if args.multi30k_dir:
+            data_cfg = dataclasses.replace(data_cfg, multi30k_dir=args.multi30k_dir)
+        (sources, refs), label = split_texts(data_cfg, args.split), split_name(data_cfg, args.split)
+    if args.max_sentences > 0:
+        sources, refs = sources[: args.max_sentences], refs[: args.max_sentences]
+    result = evaluate(Translator(model, tokenizer, decode, device), sources, refs)
+    averaged = checkpoints_to_average(args)
+    tag = f"{label}.{args.checkpoint.stem}" + (f".avg{len(averaged)}" if averaged else "")
+    out_dir = args.out_dir or args.checkpoint.parent / "eval"
+    info = {
+        "checkpoint": str(args.checkpoint),
+        "averaged": [str(p) for p in averaged],
+        "data": label if args.src is None else {"src": str(args.src), "ref": str(args.ref)},
+        "direction": f"{tokenizer.src_lang}-{tokenizer.tgt_lang}",
+        "decode": dataclasses.asdict(decode),
+        "device": str(device),
+        "bleu_lowercase_note": "lowercased BLEU, as most Multi30k papers report it",
+    }
+    write_outputs(result, out_dir / f"{tag}.hyp.txt", out_dir / f"{tag}.json", info)
+    print(
+        f"{label}: {len(result.hyps)} sentences, beam {decode.beam_size}, length penalty "
+        f"{decode.length_penalty}, {result.sentences_per_second:.1f} sentences/s"
+    )
+    print(format_metrics(result.metrics))
+    print(f"hypotheses: {out_dir / f'{tag}.hyp.txt'}\nreport: {out_dir / f'{tag}.json'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- translate
+
+
+def _translate_parser() -> argparse.ArgumentParser:
+    parser = _common_parser(
+        "Translate sentences given as arguments, in a file (--input), or on standard input "
+        "(one output line per input line)."
+    )
+    parser.add_argument("sentences", nargs="*", metavar="SENTENCE")
+    parser.add_argument("--input", type=Path, help="a UTF-8 file, one sentence a line")
+    parser.add_argument(
+        "--n-best", type=int, help="print N hypotheses per input as INDEX<TAB>SCORE<TAB>TEXT"
+    )
+    parser.add_argument(
+        "--attention",
+        type=Path,
+        metavar="FILE.png",
+        help="plot the cross-attention of the first sentence",
+    )
+    parser.add_argument("--layer", type=int, default=-1, help="decoder layer to plot (-1: last)")
+    return parser
+
+
+def translate_main(argv: list[str] | None = None) -> int:
+    """`scripts/translate.py CHECKPOINT [SENTENCE ...]`; returns the exit status."""
+    args = _translate_parser().parse_intermixed_args(argv)  # sentences may follow options
+    if args.sentences and args.input:
+        _translate_parser().error("give sentences as arguments or --input FILE, not both")
+    _setup_logging(logging.WARNING)
+    return _guarded(_translate, args)
+
+
+def _translate(args: argparse.Namespace) -> int:
+    model, tokenizer, cfg, device = load_model(args)
+    if not -model.n_decoder_layers <= args.layer < model.n_decoder_layers:
+        raise ValueError(f"--layer {args.layer}: the model has {model.n_decoder_layers} layers.")
+    translator = Translator(model, tokenizer, decode_config(args, cfg.decode), device)
+    if args.sentences or args.input:
+        chunks: Iterator[list[str]] = iter([args.sentences or read_lines(args.input)])
+    else:
+        chunks = stdin_lines()
+    first: str | None = None  # the sentence whose attention --attention plots
+    done = 0
+    for lines in chunks:
+        _write(translator, lines, done, nbest=args.n_best is not None)
+        if first is None and lines:
+            first = lines[0]
+        done += len(lines)
+    if args.attention:
+        _plot(translator, first, args)
+    return 0
+
+
+def stdin_lines(fd: int | None = None) -> Iterator[list[str]]:
+    """Complete lines of standard input, in the groups they arrive in.
+
+    Each read returns what is available: a typed line alone (interactive use answers at once) or
+    a pipe's buffer of many lines (translated as one batch, in order).
+
+    Raises:
+        ValueError: the input is not UTF-8 (naming the line).
+    """
+    fd = sys.stdin.fileno() if fd is None else fd
+    pending, n_read = b"", 0
+    while data := os.read(fd, 1 << 16):
+        *complete, pending = (pending + data).split(b"\n")
+        if complete:
+            yield [_utf8_line(line, n_read + i + 1) for i, line in enumerate(complete)]
+            n_read += len(complete)
+    if pending:
+        yield [_utf8_line(pending, n_read + 1)]
+
+
+def _utf8_line(raw: bytes, number: int) -> str:
+    try:
+        return raw.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"standard input line {number} is not UTF-8 ({error.reason}).") from None
+
+
+def _write(translator: Translator, lines: list[str], first_index: int, nbest: bool) -> None:
+    """Translate a group of lines and print the results, flushed."""
+    if nbest:
+        for i, hyps in enumerate(translator.translate_nbest(lines)):
+            for text, score in hyps:
+                sys.stdout.write(f"{first_index + i}\t{score:.4f}\t{text}\n")
+    else:
+        sys.stdout.write("".join(text + "\n" for text in translator.translate(lines)))
+    sys.stdout.flush()
+
+
+def _plot(translator: Translator, sentence: str | None, args: argparse.Namespace) -> None:
+    if not sentence or not sentence.strip():
+        logger.warning("no non-empty first sentence: --attention plot skipped")
+        return
+    attention = translator.attention(sentence, layer=args.layer)
+    layer = args.layer % translator.model.n_decoder_layers + 1
+    title = f"cross-attention, decoder layer {layer}, mean over heads"
+    path = plot_attention(
+        attention.weights, attention.src_pieces, attention.tgt_pieces, args.attention, title
+    )
+    print(f"attention plot: {path}", file=sys.stderr)
