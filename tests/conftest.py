@@ -1,15 +1,30 @@
-"""Shared fixtures: seeding, the Multi30k mirror, and a tiny generated parallel corpus."""
+"""Shared fixtures: seeding, one intra-op thread, the Multi30k mirror, a tiny generated parallel
+corpus, and a tiny model briefly trained to reverse its input."""
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from tiny import PAD, reversal_batch, tiny_model, write_tiny_parallel_corpus
+
+from transformer.model import Seq2SeqTransformer
 
 MULTI30K_ENV = "MULTI30K_DIR"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread() -> Iterator[None]:
+    """Tiny tensors run faster on one intra-op thread, and far faster on a busy shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +33,7 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def multi30k_dir() -> Path:
     """The Multi30k mirror named by MULTI30K_DIR; in CI its absence fails the test, never skips."""
     value = os.environ.get(MULTI30K_ENV)
@@ -31,39 +46,23 @@ def multi30k_dir() -> Path:
     return path
 
 
-_WORDS_EN = (
-    "a man woman dog cat runs walks sits on the red blue green big small street park".split()
-)
-_WORDS_XX = (
-    "ein mann frau hund katze rennt geht sitzt auf der rot blau grun gross klein weg park".split()
-)
-
-
-def _make_pairs(n: int, rng: random.Random) -> list[tuple[str, str]]:
-    pairs = []
-    for _ in range(n):
-        idx = [rng.randrange(len(_WORDS_EN)) for _ in range(rng.randint(2, 8))]
-        src = " ".join(_WORDS_EN[i] for i in idx).capitalize() + "."
-        tgt = " ".join(_WORDS_XX[i] for i in idx).capitalize() + "."
-        pairs.append((src, tgt))
-    return pairs
-
-
 @pytest.fixture
 def tiny_parallel_corpus(tmp_path: Path) -> dict[str, Path]:
-    """Line-aligned en/de text files for train (400 pairs), valid and test (40 each).
+    """Line-aligned en/de files for train, valid and test: see `tiny.write_tiny_parallel_corpus`."""
+    return write_tiny_parallel_corpus(tmp_path / "corpus")
 
-    The "German" side is a word-for-word substitution of the English side, so a tiny model can
-    learn it. Keys: "train.en", "train.de", "valid.en", ..., and "dir" (the folder).
-    """
-    rng = random.Random(1234)
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    paths: dict[str, Path] = {"dir": folder}
-    for split, n in (("train", 400), ("valid", 40), ("test", 40)):
-        pairs = _make_pairs(n, rng)
-        for lang, column in (("en", 0), ("de", 1)):
-            path = folder / f"{split}.{lang}"
-            path.write_text("".join(p[column] + "\n" for p in pairs), encoding="utf-8")
-            paths[f"{split}.{lang}"] = path
-    return paths
+
+@pytest.fixture(scope="module")
+def trained_model() -> Seq2SeqTransformer:
+    """Briefly trained to reverse its input: uncertain enough for search to matter, and it stops."""
+    torch.manual_seed(0)
+    model = tiny_model().train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        src, tgt_in, tgt_out = reversal_batch(32, 8)
+        logits = model(src, tgt_in)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()

@@ -9,15 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_greedy import (  # the tiny models, shared with the greedy tests
-    BOS,
-    EOS,
-    PAD,
-    one_thread,  # noqa: F401  (autouse fixture)
-    random_sources,
-    tiny_model,
-    trained_model,  # noqa: F401  (module-scoped fixture)
-)
+from tiny import BOS, EOS, PAD, random_sources, tiny_model
 
 from transformer.decoding.beam import Hypothesis, beam_search, gnmt_penalty
 from transformer.decoding.greedy import greedy_search, max_output_lengths
@@ -54,7 +46,7 @@ def search(
     )
 
 
-def test_beam_size_one_equals_greedy(trained_model: Seq2SeqTransformer) -> None:  # noqa: F811
+def test_beam_size_one_equals_greedy(trained_model: Seq2SeqTransformer) -> None:
     src = random_sources([4, 8, 1, 6, 3])
     beams = search(trained_model, src, k=1)
     assert [h[0].tokens for h in beams] == greedy_search(
@@ -62,7 +54,7 @@ def test_beam_size_one_equals_greedy(trained_model: Seq2SeqTransformer) -> None:
     )
 
 
-def test_batched_beam_equals_one_sentence_at_a_time(trained_model: Seq2SeqTransformer) -> None:  # noqa: F811
+def test_batched_beam_equals_one_sentence_at_a_time(trained_model: Seq2SeqTransformer) -> None:
     src = random_sources([2, 8, 5, 1, 7])
     batched = search(trained_model, src, k=4, n_best=4)
     for row, hyps in enumerate(batched):
@@ -75,7 +67,7 @@ def test_batched_beam_equals_one_sentence_at_a_time(trained_model: Seq2SeqTransf
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_scores_are_the_full_decoders_normalised_log_probs(
-    trained_model: Seq2SeqTransformer,  # noqa: F811
+    trained_model: Seq2SeqTransformer,
     alpha: float,
 ) -> None:
     src = random_sources([3, 7, 5])

@@ -47,7 +47,10 @@ def test_smoke_training_learns_checkpoints_logs_and_resumes(
     bleu = _scalars(run_dir, "valid/bleu")
     assert [step for step, _ in bleu] == [100, 200, 300]
     assert bleu[-1][1] > bleu[0][1] and bleu[-1][1] > BLEU_FLOOR, bleu
-    assert "validation BLEU signature: nrefs:1|case:mixed" in log and "test BLEU" in log
+    assert "validation BLEU signature: nrefs:1|case:mixed" in log
+    assert "BLEU = " in log and "BLEU (lowercased" in log and "chrF = " in log  # final test
+    for tag in ("test/bleu", "test/bleu_lowercase", "test/chrf"):
+        assert _scalars(run_dir, tag), tag
     for tag in ("train/loss", "train/ppl", "train/lr", "train/grad_norm", "train/tokens_per_s"):
         assert _scalars(run_dir, tag), tag
     losses = [value for _, value in _scalars(run_dir, "train/loss")]

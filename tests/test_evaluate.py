@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_greedy import one_thread  # noqa: F401  (autouse fixture)
-from test_translator import CPU, tiny_assets, write_checkpoint
+from tiny import CPU, ONE_THREAD, ROOT, tiny_assets, write_checkpoint
 
 from transformer.checkpoint import average_checkpoints
 from transformer.config import DataConfig
@@ -21,12 +19,6 @@ from transformer.decoding.translator import Translator
 from transformer.evaluation.evaluate import read_lines
 from transformer.evaluation.metrics import compute_metrics
 from transformer.inference_cli import evaluate_main
-
-ROOT = Path(__file__).resolve().parents[1]
-ONE_THREAD = {
-    **os.environ,
-    "OMP_NUM_THREADS": "1",
-}  # tiny model: faster, and kind to a busy machine
 
 
 @pytest.fixture

@@ -4,85 +4,15 @@ length limits hold, and special ids agree with the tokenizer's."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
-import torch.nn.functional as F
+from tiny import BOS, EOS, PAD, random_sources, tiny_model
 
-from transformer.config import ModelConfig
 from transformer.data import tokenizer as tok
 from transformer.decoding import greedy
 from transformer.decoding.greedy import greedy_search, max_output_lengths
-from transformer.model import Seq2SeqTransformer, build_model
-
-V = 24
-PAD, BOS, EOS = tok.PAD_ID, tok.BOS_ID, tok.EOS_ID
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors run faster on one intra-op thread, and far faster on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_model(
-    max_positions: int = 64, tie_output: bool = True, vocab: int = V
-) -> Seq2SeqTransformer:
-    cfg = ModelConfig(
-        d_model=32,
-        n_heads=2,
-        n_encoder_layers=2,
-        n_decoder_layers=2,
-        d_ff=64,
-        dropout=0.0,
-        max_positions=max_positions,
-        tie_output=tie_output,
-    )
-    return build_model(cfg, vocab, vocab, PAD).eval()
-
-
-def reversal_batch(n: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """src (n, S) pieces + EOS; tgt_in (n, T) BOS + reversed pieces; tgt_out reversed + EOS."""
-    lens = torch.randint(1, max_len + 1, (n,))
-    pos, rows = torch.arange(max_len + 1), torch.arange(n)
-    pieces = torch.randint(4, V, (n, max_len + 1))
-    src = torch.where(pos < lens[:, None], pieces, PAD)
-    src[rows, lens] = EOS
-    tgt_out = torch.where(
-        pos < lens[:, None], pieces.gather(1, (lens[:, None] - 1 - pos).abs()), PAD
-    )
-    tgt_out[rows, lens] = EOS
-    tgt_in = torch.cat([torch.full((n, 1), BOS), tgt_out[:, :-1]], dim=1)
-    return src, tgt_in.masked_fill(tgt_in == EOS, PAD), tgt_out
-
-
-@pytest.fixture(scope="module")
-def trained_model() -> Seq2SeqTransformer:
-    """Briefly trained to reverse its input: uncertain enough for search to matter, and it stops."""
-    torch.manual_seed(0)
-    model = tiny_model().train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(60):
-        src, tgt_in, tgt_out = reversal_batch(32, 8)
-        logits = model(src, tgt_in)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
-
-def random_sources(lengths: list[int]) -> torch.Tensor:
-    """(B, S) pieces drawn from the non-special ids, EOS-terminated, right-padded."""
-    src = torch.full((len(lengths), max(lengths) + 1), PAD)
-    for row, n in enumerate(lengths):
-        src[row, :n] = torch.randint(4, V, (n,))
-        src[row, n] = EOS
-    return src
+from transformer.model import Seq2SeqTransformer
 
 
 def reference_greedy(model: Seq2SeqTransformer, src: torch.Tensor, limit: int) -> list[int]:

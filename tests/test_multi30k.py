@@ -22,31 +22,20 @@ logger = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
-def _prepared_cache() -> dict[str, PreparedData]:
-    return {}
-
-
-@pytest.fixture
-def de_en(
-    multi30k_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-    _prepared_cache: dict[str, PreparedData],
-) -> PreparedData:
+def de_en(multi30k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
     """prepare_data on Multi30k de->en with the default tokenizer, run once per module."""
-    if "de-en" not in _prepared_cache:
-        folder = tmp_path_factory.mktemp("multi30k_de_en")
-        cfg = TrainRunConfig(
-            data=DataConfig(
-                src_lang="de",
-                tgt_lang="en",
-                multi30k_dir=str(multi30k_dir),
-                cache_dir=str(folder / "data"),
-            ),
-            train=TrainConfig(max_tokens=4096),
-            run_dir=str(folder / "run"),
-        )
-        _prepared_cache["de-en"] = prepare_data(cfg)
-    return _prepared_cache["de-en"]
+    folder = tmp_path_factory.mktemp("multi30k_de_en")
+    cfg = TrainRunConfig(
+        data=DataConfig(
+            src_lang="de",
+            tgt_lang="en",
+            multi30k_dir=str(multi30k_dir),
+            cache_dir=str(folder / "data"),
+        ),
+        train=TrainConfig(max_tokens=4096),
+        run_dir=str(folder / "run"),
+    )
+    return prepare_data(cfg)
 
 
 def test_mirror_matches_the_sums_in_the_code(multi30k_dir: Path) -> None:

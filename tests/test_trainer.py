@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny import write_tiny_parallel_corpus
 
 from transformer.checkpoint import load_checkpoint, load_for_inference, run_config_from_checkpoint
 from transformer.config import (
@@ -88,9 +89,7 @@ def assert_same_training(reference: Path, other: Path) -> None:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from conftest import tiny_parallel_corpus
-
-    return tiny_parallel_corpus.__wrapped__(tmp_path_factory.mktemp("corpus"))
+    return write_tiny_parallel_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(scope="module")

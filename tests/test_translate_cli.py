@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_evaluate import ONE_THREAD, ROOT
-from test_greedy import one_thread  # noqa: F401  (autouse fixture)
-from test_translator import CPU, SENTENCES, tiny_assets, write_checkpoint
+from tiny import CPU, ONE_THREAD, ROOT, SENTENCES, tiny_assets, write_checkpoint
 
 from transformer.decoding.translator import Translator
 from transformer.inference_cli import stdin_lines, translate_main

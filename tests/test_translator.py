@@ -9,66 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_greedy import one_thread  # noqa: F401  (autouse fixture)
+from tiny import CPU, SENTENCES, tiny_assets
 
-from transformer.checkpoint import FORMAT_VERSION, save_checkpoint
-from transformer.config import (
-    DataConfig,
-    DecodeConfig,
-    ModelConfig,
-    TokenizerConfig,
-    TrainRunConfig,
-)
-from transformer.data.tokenizer import PAD_ID, Tokenizer, train_tokenizer
+from transformer.config import TrainRunConfig
+from transformer.data.tokenizer import Tokenizer
 from transformer.decoding.greedy import greedy_search
 from transformer.decoding.translator import Translator
-from transformer.model import Seq2SeqTransformer, build_model
-
-CPU = torch.device("cpu")
-
-
-def tiny_run_config(corpus_dir: Path) -> TrainRunConfig:
-    """A tiny model over the `tiny_parallel_corpus` files (data.source=files, en -> de)."""
-    path = str(corpus_dir / "{split}.{{lang}}")
-    return TrainRunConfig(
-        model=ModelConfig(
-            d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=2, d_ff=64, dropout=0.0,
-            max_positions=64,
-        ),
-        data=DataConfig(
-            source="files", src_lang="en", tgt_lang="de", train_path=path.format(split="train"),
-            valid_path=path.format(split="valid"), test_path=path.format(split="test"),
-        ),
-        tokenizer=TokenizerConfig(vocab_size=64),
-        decode=DecodeConfig(beam_size=3, max_len_a=1.0, max_len_b=5, max_tokens=200),
-    )  # fmt: skip
-
-
-def tiny_assets(corpus: dict[str, Path]) -> tuple[Seq2SeqTransformer, Tokenizer, TrainRunConfig]:
-    """An untrained tiny model, a SentencePiece tokenizer trained on the corpus, their config."""
-    cfg = tiny_run_config(corpus["dir"])
-    tokenizer = train_tokenizer(
-        corpus["train.en"].read_text("utf-8").splitlines(),
-        corpus["train.de"].read_text("utf-8").splitlines(),
-        src_lang="en", tgt_lang="de", model_type="unigram", vocab_size=64, joint=True,
-        character_coverage=1.0, input_sentence_size=0,
-    )  # fmt: skip
-    model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
-    return model.eval(), tokenizer, cfg
-
-
-def write_checkpoint(
-    path: Path, model: Seq2SeqTransformer, tokenizer: Tokenizer, cfg: TrainRunConfig
-) -> Path:
-    """A checkpoint in the documented format (no optimizer state: nothing was trained)."""
-    state = {
-        "model": model.state_dict(), "optimizer": None, "scheduler": None, "scaler": None,
-        "step": 0, "epoch": 0, "sampler": None, "rng": None, "best_bleu": None,
-        "bad_validations": 0, "config": dataclasses.asdict(cfg),
-        "tokenizer": tokenizer.state_dict(), "format_version": FORMAT_VERSION,
-    }  # fmt: skip
-    save_checkpoint(path, state)
-    return path
+from transformer.model import Seq2SeqTransformer
 
 
 @pytest.fixture
@@ -76,15 +23,6 @@ def assets(
     tiny_parallel_corpus: dict[str, Path],
 ) -> tuple[Seq2SeqTransformer, Tokenizer, TrainRunConfig]:
     return tiny_assets(tiny_parallel_corpus)
-
-
-SENTENCES = [
-    "A man runs on the street.",
-    "Dog.",
-    "The big red cat sits on the green blue small park street.",
-    "A woman walks.",
-    "The small dog runs in the park with a cat.",
-]
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])

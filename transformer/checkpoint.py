@@ -1,8 +1,11 @@
 """Checkpoint contents, atomic save, safe load, and rebuilding a model from a checkpoint alone.
 
-A checkpoint is a dict with the keys in `REQUIRED_KEYS` (see `transformer.training.trainer` for
-how it is assembled). It stores the unwrapped model's state, so it never carries DDP's `module.`
-or torch.compile's `_orig_mod.` prefixes, and it loads with `torch.load(weights_only=True)`.
+A checkpoint is a dict: "model" (the unwrapped module's state, so never DDP's `module.` or
+torch.compile's `_orig_mod.` prefixes), "config" (`dataclasses.asdict` of the TrainRunConfig),
+"tokenizer" (`Tokenizer.state_dict()`), "format_version", and for resuming "optimizer",
+"scheduler", "scaler", "step", "epoch", "sampler", "rng", "rng_ranks", "best_bleu",
+"best_loss", "bad_validations" (assembled in `transformer.training.state`). It holds only
+tensors and plain values, so it loads with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
@@ -92,6 +95,11 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def periodic_checkpoints(folder: Path) -> list[Path]:
+    """The kept checkpoint_<step>.pt files of a run's checkpoints/ folder, oldest first."""
+    return sorted(folder.glob("checkpoint_*.pt"))
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """Strip DistributedDataParallel (`.module`) and torch.compile (`._orig_mod`) wrappers."""
     while True:
@@ -116,8 +124,14 @@ def run_config_from_checkpoint(state: dict) -> TrainRunConfig:
                 f"checkpoint config section {name!r} has keys this version does not know: "
                 f"{', '.join(unknown)}; use the project version that wrote it."
             )
-        sections[name] = cls(**values)
-    return TrainRunConfig(**sections, **stored)
+        try:
+            sections[name] = cls(**values)
+        except ValueError as error:
+            raise CheckpointError(f"checkpoint config section {name!r}: {error}") from error
+    try:
+        return TrainRunConfig(**sections, **stored)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint config does not fit this version: {error}") from error
 
 
 def load_for_inference(

@@ -84,6 +84,11 @@ class TokenizerConfig:
         _check_choice("tokenizer", "model_type", self.model_type, SPM_MODEL_TYPES)
         if self.vocab_size < 8:
             raise ValueError(f"tokenizer.vocab_size={self.vocab_size} must be at least 8.")
+        if not 0.0 < self.character_coverage <= 1.0:
+            raise ValueError(
+                f"tokenizer.character_coverage={self.character_coverage!r} must be in (0, 1]."
+            )
+        _check_positive("tokenizer", "input_sentence_size", self.input_sentence_size, True)
 
 
 @dataclass
@@ -165,6 +170,9 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         _check_positive("decode", "beam_size", self.beam_size)
         _check_positive("decode", "n_best", self.n_best)
+        _check_positive("decode", "max_tokens", self.max_tokens)
+        _check_positive("decode", "max_len_a", self.max_len_a, allow_zero=True)
+        _check_positive("decode", "length_penalty", self.length_penalty, allow_zero=True)
         if self.n_best > self.beam_size:
             raise ValueError(
                 f"decode.n_best={self.n_best} exceeds decode.beam_size={self.beam_size}; "
@@ -206,6 +214,11 @@ class TrainConfig:
         _check_positive("train", "max_tokens", self.max_tokens)
         _check_positive("train", "accum_steps", self.accum_steps)
         _check_positive("train", "validate_every", self.validate_every)
+        _check_positive("train", "log_every", self.log_every)
+        for key in ("max_updates", "max_epochs", "max_time_minutes", "patience", "keep_last"):
+            _check_positive("train", key, getattr(self, key), allow_zero=True)
+        for key in ("average_last", "valid_max_sentences", "n_samples", "num_workers"):
+            _check_positive("train", key, getattr(self, key), allow_zero=True)
         _check_positive("train", "max_train_pairs", self.max_train_pairs, allow_zero=True)
         _check_positive("train", "cpu_threads", self.cpu_threads, allow_zero=True)
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -228,6 +241,13 @@ class TrainRunConfig:
     run_dir: str = "."
 
     def __post_init__(self) -> None:
+        # Sources get EOS and targets BOS added: the longest kept pair needs one more position.
+        if self.data.max_tokens_per_side + 1 > self.model.max_positions:
+            raise ValueError(
+                f"data.max_tokens_per_side={self.data.max_tokens_per_side} needs "
+                f"model.max_positions >= {self.data.max_tokens_per_side + 1} (it is "
+                f"{self.model.max_positions}); lower the first or raise the second."
+            )
         if self.model.share_embeddings and not self.tokenizer.joint:
             raise ValueError(
                 "model.share_embeddings=true needs one joint vocabulary (tokenizer.joint=true); "

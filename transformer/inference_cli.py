@@ -18,7 +18,12 @@ from pathlib import Path
 
 import torch
 
-from transformer.checkpoint import CheckpointError, average_checkpoints, load_for_inference
+from transformer.checkpoint import (
+    CheckpointError,
+    average_checkpoints,
+    load_for_inference,
+    periodic_checkpoints,
+)
 from transformer.config import DEVICES, DecodeConfig, TrainRunConfig
 from transformer.data.corpus import CorpusError
 from transformer.data.tokenizer import Tokenizer
@@ -34,7 +39,6 @@ from transformer.evaluation.evaluate import (
 from transformer.evaluation.metrics import format_metrics
 from transformer.model import Seq2SeqTransformer
 from transformer.runtime import pick_device
-from transformer.training.state import periodic_checkpoints
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,7 @@
 """What a training checkpoint holds, how it is restored, and which run folders may resume.
 
-The keys follow the project contract (INTERFACES.md); `transformer.checkpoint` writes and reads
-the files. Besides the contract's keys a checkpoint carries "best_loss" (the selection metric when
-BLEU is off) and "rng_ranks" (every rank's generators, so a DDP run resumes exactly too).
+The keys are listed in `transformer.checkpoint`, which writes and reads the files; "best_loss"
+picks best.pt when BLEU is off, and "rng_ranks" lets a DDP run resume exactly too.
 """
 
 from __future__ import annotations
@@ -18,7 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from transformer.checkpoint import FORMAT_VERSION, save_checkpoint, unwrap_model
+from transformer.checkpoint import (
+    FORMAT_VERSION,
+    periodic_checkpoints,
+    save_checkpoint,
+    unwrap_model,
+)
 from transformer.config import TrainRunConfig
 from transformer.data.batching import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
@@ -196,11 +200,6 @@ def write_checkpoints(
         _link_atomic(last, folder / "best.pt")
     if periodic and keep_last > 0:
         _link_atomic(last, folder / f"checkpoint_{state['step']:08d}.pt")
-    for old in sorted(folder.glob("checkpoint_*.pt"))[: -keep_last or None]:
+    for old in periodic_checkpoints(folder)[: -keep_last or None]:
         old.unlink()
     logger.info("saved %s%s (update %d)", last, " and best.pt" if is_best else "", state["step"])
-
-
-def periodic_checkpoints(folder: Path) -> list[Path]:
-    """The kept checkpoint_<step>.pt files, oldest first."""
-    return sorted(folder.glob("checkpoint_*.pt"))

@@ -13,9 +13,10 @@ import threading
 import time
 from types import FrameType, TracebackType
 
-from transformer.checkpoint import average_checkpoints, load_checkpoint
+from transformer.checkpoint import average_checkpoints, load_checkpoint, periodic_checkpoints
 from transformer.config import TrainRunConfig
 from transformer.data.tokenizer import PAD_ID
+from transformer.evaluation.metrics import format_metrics
 from transformer.model import build_model
 from transformer.runtime import pick_device, rng_state
 from transformer.training.distributed import (
@@ -28,7 +29,7 @@ from transformer.training.distributed import (
 )
 from transformer.training.logger import Meter, flat_hparams
 from transformer.training.setup import Run, build_run
-from transformer.training.state import checkpoint_state, periodic_checkpoints, write_checkpoints
+from transformer.training.state import checkpoint_state, write_checkpoints
 from transformer.training.step import StepResult
 from transformer.training.validation import evaluate_split, format_samples, validate
 
@@ -138,15 +139,10 @@ def _evaluate_test(run: Run) -> dict[str, float]:
     metrics = evaluate_split(
         model.to(run.device), tokenizer, run.cfg.decode, run.device, run.prepared.splits["test"]
     )
-    run.log.scalars({"test/bleu": metrics.bleu, "test/chrf": metrics.chrf}, run.progress.step)
-    logger.info(
-        "test BLEU %.2f, chrF %.2f (%s; %s)",
-        metrics.bleu,
-        metrics.chrf,
-        source,
-        metrics.bleu_signature,
-    )
-    return {"test_bleu": metrics.bleu, "test_chrf": metrics.chrf}
+    scores = {"bleu": metrics.bleu, "bleu_lowercase": metrics.bleu_lowercase, "chrf": metrics.chrf}
+    run.log.scalars({f"test/{key}": value for key, value in scores.items()}, run.progress.step)
+    logger.info("test (%s, %s):\n%s", run.cfg.data.test_split, source, format_metrics(metrics))
+    return {f"test_{key}": value for key, value in scores.items()}
 
 
 def _report(run: Run, meter: Meter, result: StepResult, lr: float) -> None:
@@ -224,7 +220,8 @@ def train(cfg: TrainRunConfig) -> dict:
 
     Returns:
         "step", "epoch", "stop_reason", "best_bleu", "best_loss", and the last validation's
-        "valid_loss", "valid_ppl", "valid_bleu" and "test_bleu", "test_chrf" when computed.
+        "valid_loss", "valid_ppl", "valid_bleu" and "test_bleu", "test_bleu_lowercase",
+        "test_chrf" when computed.
     """
     env = env_from_torchrun()
     device = init_distributed(env, pick_device(cfg.train.device))
