@@ -159,3 +159,19 @@ def test_works_as_a_dataloader_batch_sampler() -> None:
     assert sorted(i for b in batches for i in b.indices.tolist()) == list(range(60))
     assert all(b.src_ids.numel() <= 40 and b.tgt_in_ids.numel() <= 40 for b in batches)
     assert sum(b.n_tgt_tokens for b in batches) == sum(len(t) + 1 for t in tgt)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("n_rows", [1, 2, 3])
+def test_fewer_batches_than_ranks_still_give_every_rank_its_length(
+    shuffle: bool, n_rows: int
+) -> None:
+    lengths = [8] * n_rows  # one row per batch at a budget of 8 tokens
+    world = 4
+    ranks = [
+        TokenBatchSampler(lengths, lengths, 8, seed=0, shuffle=shuffle, rank=r, world_size=world)
+        for r in range(world)
+    ]
+    yielded = [list(sampler) for sampler in ranks]
+    assert [len(batches) for batches in yielded] == [len(sampler) for sampler in ranks] == [1] * 4
+    assert {i for batches in yielded for batch in batches for i in batch} == set(range(n_rows))

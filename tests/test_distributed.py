@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,17 +15,20 @@ import torch
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from transformer.config import ModelConfig
+from transformer.checkpoint import unwrap_model
+from transformer.config import ModelConfig, TrainConfig, TrainRunConfig
 from transformer.data.batching import Batch, collate
 from transformer.data.tokenizer import PAD_ID
 from transformer.model import build_model
 from transformer.training.distributed import (
+    DistEnv,
     all_reduce_sum,
     destroy_distributed,
     env_from_torchrun,
     init_distributed,
     max_over_ranks,
 )
+from transformer.training.setup import _wrap
 from transformer.training.step import UpdateStep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +129,28 @@ def test_world_of_one_needs_no_process_group(monkeypatch: pytest.MonkeyPatch) ->
     assert max_over_ranks(1) == 1
     tensor = torch.tensor([2.0])
     assert all_reduce_sum(tensor) is tensor and tensor.item() == 2.0
+
+
+def test_compile_wraps_ddp_and_accumulation_still_skips_the_sync(tmp_path: Path) -> None:
+    """compile(DDP(model)) lets DDPOptimizer overlap; no_sync must still reach the DDP inside."""
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        model = build_model(MODEL, VOCAB, VOCAB, PAD_ID)
+        cfg = TrainRunConfig(train=TrainConfig(compile=True))
+        wrapped = _wrap(model, cfg, DistEnv(rank=0, world_size=2), torch.device("cpu"))
+        assert isinstance(wrapped._orig_mod, DistributedDataParallel)  # compile outermost
+        assert unwrap_model(wrapped) is model  # checkpoints keep the plain module
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        step = UpdateStep(
+            wrapped, optimizer, torch.amp.GradScaler("cpu", enabled=False), smoothing=0.0,
+            pad_id=PAD_ID, device=torch.device("cpu"), precision="fp32", clip_norm=0.0,
+            world_size=1,
+        )  # fmt: skip
+        assert not isinstance(step._sync_context(is_last=False), contextlib.nullcontext)
+        assert isinstance(step._sync_context(is_last=True), contextlib.nullcontext)
+    finally:
+        destroy_distributed()
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from transformer.config import DataConfig, TokenizerConfig, TrainConfig, TrainRunConfig
-from transformer.data import prepare as prepare_module
+from transformer.data import vocabulary
 from transformer.data.corpus import CorpusError
 from transformer.data.prepare import format_stats, pair_lengths, prepare_data
 from transformer.data.tokenizer import Tokenizer
@@ -61,7 +61,7 @@ def test_second_run_reuses_tokenizer_and_encodings(
 ) -> None:
     cfg = _run_cfg(tiny_parallel_corpus, tmp_path)
     first = prepare_data(cfg)
-    monkeypatch.setattr(prepare_module, "train_tokenizer", _never)
+    monkeypatch.setattr(vocabulary, "train_tokenizer", _never)
     monkeypatch.setattr(Tokenizer, "encode_src", _never)
     monkeypatch.setattr(Tokenizer, "encode_tgt", _never)
     second = prepare_data(cfg)
@@ -118,6 +118,21 @@ def test_reused_tokenizer_must_match_the_config(
     cfg.tokenizer = TokenizerConfig(vocab_size=48)
     with pytest.raises(ValueError, match=r"vocab_size.*64.*48.*another run folder"):
         prepare_data(cfg)
+
+
+def test_reused_tokenizer_must_come_from_the_same_training_corpus(
+    tiny_parallel_corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = _run_cfg(tiny_parallel_corpus, tmp_path)
+    first = prepare_data(cfg)
+    assert len(first.tokenizer.settings["train_corpus"]) == 64  # a sha256 of the split
+    assert Tokenizer.load(tmp_path / "run").settings == first.tokenizer.settings
+    for lang in ("en", "de"):  # same path, other contents
+        path = tiny_parallel_corpus[f"train.{lang}"]
+        path.write_text(path.read_text("utf-8") + "One more line.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"another training corpus.*train\.en.*delete") as error:
+        prepare_data(cfg)
+    assert str(tmp_path / "run") in str(error.value)
 
 
 def test_empty_pairs_reach_the_statistics(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The training loop on a tiny generated corpus: exact resume (after a stop and after SIGTERM),
-checkpoint contents, refusing a foreign checkpoint, stopping rules, accumulation, AMP."""
+checkpoint contents, refusing a foreign checkpoint, stopping rules, signals, starting over."""
 
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ from transformer.config import (
     TrainConfig,
     TrainRunConfig,
 )
-from transformer.data.batching import TokenBatchSampler, collate
+from transformer.data.batching import TokenBatchSampler
 from transformer.data.tokenizer import PAD_ID
 from transformer.model import build_model
 from transformer.training import trainer
 from transformer.training.setup import BatchStream
-from transformer.training.state import Progress, ResumeError
+from transformer.training.state import Progress, ResumeError, check_resumable
 from transformer.training.step import UpdateStep
 
 CONTRACT_KEYS = {
@@ -211,62 +211,6 @@ def test_progress_tracks_best_and_patience() -> None:
     assert (by_loss.best_loss, by_loss.bad_validations) == (2.0, 1)
 
 
-def test_accumulated_micro_batches_equal_one_large_batch() -> None:
-    """2 micro-batches of B sentences per update give the update of one batch of 2B."""
-    cfg = ModelConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32)
-    cfg = dataclasses.replace(cfg, dropout=0.0)
-    generator = torch.Generator().manual_seed(0)
-    sentences = [
-        torch.randint(4, 30, (int(n),), generator=generator).tolist() for n in range(3, 11)
-    ]
-    src, tgt = sentences, sentences[::-1]
-    whole = collate(src, tgt, list(range(8)), PAD_ID)
-    halves = [
-        collate(src[i : i + 4], tgt[i : i + 4], list(range(i, i + 4)), PAD_ID) for i in (0, 4)
-    ]
-    models, losses = [], []
-    for batches in ([whole], halves):
-        torch.manual_seed(0)
-        model = build_model(cfg, 30, 30, PAD_ID)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # weights compare gradients
-        step = UpdateStep(
-            model, optimizer, torch.amp.GradScaler("cpu", enabled=False), smoothing=0.1,
-            pad_id=PAD_ID, device=torch.device("cpu"), precision="fp32", clip_norm=1.0,
-            world_size=1,
-        )  # fmt: skip
-        losses.append([step(batches, want_grad_norm=True).loss.item() for _ in range(3)])
-        models.append(model)
-    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
-    for (name, a), b in zip(
-        models[0].state_dict().items(), models[1].state_dict().values(), strict=True
-    ):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
-
-
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_step_tracks_fp32(precision: str) -> None:
-    """bf16 autocast, and fp16 with a gradient scaler (on CPU here), follow the fp32 losses."""
-    cfg = ModelConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32)
-    cfg = dataclasses.replace(cfg, dropout=0.0)
-    generator = torch.Generator().manual_seed(1)
-    src = [torch.randint(4, 30, (int(n),), generator=generator).tolist() for n in range(3, 9)]
-    batch = collate(src, src, list(range(len(src))), PAD_ID)  # a copy task
-    runs = {}
-    for mode in ("fp32", precision):
-        torch.manual_seed(0)
-        model = build_model(cfg, 30, 30, PAD_ID)
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-        scaler = torch.amp.GradScaler("cpu", enabled=mode == "fp16")
-        step = UpdateStep(
-            model, optimizer, scaler, smoothing=0.0, pad_id=PAD_ID, device=torch.device("cpu"),
-            precision=mode, clip_norm=1.0, world_size=1,
-        )  # fmt: skip
-        runs[mode] = [step([batch], want_grad_norm=True).loss.item() for _ in range(5)]
-        assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
-    assert runs[precision] == pytest.approx(runs["fp32"], rel=3e-2)
-    assert runs[precision][-1] < runs[precision][0]
-
-
 def test_batch_stream_runs_max_epochs_then_stops() -> None:
     lengths = [3, 5, 4, 6, 2, 7, 5, 3]
     sampler = TokenBatchSampler(lengths, lengths, 12, seed=0)
@@ -306,3 +250,57 @@ def test_resume_false_starts_over_and_sets_the_old_run_aside(
     (old,) = run_dir.glob("checkpoints.replaced-*")
     assert load_checkpoint(old / "last.pt")["step"] == 3
     assert len(list(run_dir.glob("tensorboard.replaced-*"))) == 1
+    (old_tokenizer,) = run_dir.glob("tokenizer.replaced-*")  # the fresh run trained its own
+    assert {p.name for p in old_tokenizer.iterdir()} == {"tokenizer.json", "spm.model"}
+    assert (run_dir / "tokenizer.json").is_file() and (run_dir / "spm.model").is_file()
+
+
+def test_rerunning_a_run_finished_on_max_epochs_trains_nothing(
+    corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    first = trainer.train(make_config(corpus, run_dir, max_updates=0, max_epochs=1))
+    assert first["stop_reason"] == "max_epochs" and first["step"] > 0
+    last = run_dir / "checkpoints" / "last.pt"
+    saved = last.read_bytes()
+    again = trainer.train(make_config(corpus, run_dir, max_updates=0, max_epochs=1))
+    assert again["stop_reason"] == "max_epochs" and again["step"] == first["step"]
+    assert last.read_bytes() == saved
+
+
+def test_changed_loop_settings_on_resume_are_named_in_a_warning(
+    corpus: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stored, path = dataclasses.asdict(make_config(corpus, tmp_path)), tmp_path / "last.pt"
+    check_resumable(stored, make_config(corpus, tmp_path), path)
+    assert "bit-identical" not in caplog.text
+    check_resumable(
+        stored, make_config(corpus, tmp_path, max_tokens=128, seed=5, accum_steps=1), path
+    )
+    for text in ("train.max_tokens: 96 -> 128", "train.seed: 1 -> 5", "train.accum_steps: 2 -> 1"):
+        assert text in caplog.text
+    assert "not be bit-identical" in caplog.text
+
+
+def test_sigint_saves_and_the_final_steps_run_without_the_stop_handler(
+    corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original_call, original_finish = UpdateStep.__call__, trainer._finish
+    handlers_in_finish = []
+
+    def call_then_interrupt(self: UpdateStep, *args: object, **kwargs: object) -> object:
+        result = original_call(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+        return result
+
+    def finish(*args: object) -> object:
+        handlers_in_finish.append(signal.getsignal(signal.SIGINT))
+        return original_finish(*args)
+
+    monkeypatch.setattr(UpdateStep, "__call__", call_then_interrupt)
+    monkeypatch.setattr(trainer, "_finish", finish)
+    handler_before = signal.getsignal(signal.SIGINT)
+    result = trainer.train(make_config(corpus, tmp_path / "run"))
+    assert result["stop_reason"] == "signal" and result["step"] == 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
+    assert handlers_in_finish == [handler_before]  # Ctrl-C now interrupts the final decode

@@ -127,8 +127,9 @@ class TokenBatchSampler:
     number of batches is the same in every epoch.
 
     With several ranks, rank r takes batches r, r + W, ...: when shuffling, the list is first cut
-    to a multiple of W (the few dropped batches differ per epoch); without shuffling (validation)
-    it is padded with its first batches instead, so no row is skipped.
+    to a multiple of W (the few dropped batches differ per epoch); without shuffling (validation),
+    or with fewer batches than ranks, it is padded cyclically with its first batches instead, so
+    no row is skipped. Either way every rank yields exactly `len(self)` batches.
 
     `position` counts the batches yielded in the current epoch. With DataLoader workers, the
     loader draws batches ahead of the training loop, so save the number of batches the loop
@@ -206,8 +207,10 @@ class TokenBatchSampler:
         n, world = len(batches), self.world_size
         if self.shuffle and n >= world:
             batches = batches[: n - n % world]
-        else:
-            batches = batches + batches[: -n % world]
+        elif n:
+            # Cyclic, so that even fewer batches than ranks give every rank ceil(n / world):
+            # a rank with one batch less would leave the others waiting in a DDP all-reduce.
+            batches = batches + [batches[i % n] for i in range(-n % world)]
         return batches[self.rank :: world]
 
     def set_epoch(self, epoch: int) -> None:

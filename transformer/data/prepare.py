@@ -4,7 +4,6 @@ the run folder, encodes through cached `datasets.map`, and gathers corpus statis
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -18,7 +17,8 @@ import pyarrow.compute as pc
 from transformer.config import DataConfig, TrainRunConfig
 from transformer.data.batching import TokenBatchSampler, padding_stats
 from transformer.data.corpus import CorpusError, CorpusSplit, corpus_splits, read_split
-from transformer.data.tokenizer import META_FILE, Tokenizer, train_tokenizer
+from transformer.data.tokenizer import Tokenizer
+from transformer.data.vocabulary import load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -71,52 +71,6 @@ class PreparedData:
     tokenizer: Tokenizer
     splits: dict[str, datasets.Dataset]
     stats: CorpusStats
-
-
-def _check_reused(tokenizer: Tokenizer, cfg: TrainRunConfig, folder: Path) -> None:
-    wanted = dataclasses.asdict(cfg.tokenizer)
-    wanted = {key: wanted[key] for key in tokenizer.settings if key in wanted}
-    found = {key: tokenizer.settings[key] for key in wanted}
-    langs = (tokenizer.src_lang, tokenizer.tgt_lang) == (cfg.data.src_lang, cfg.data.tgt_lang)
-    if found != wanted or not langs:
-        raise ValueError(
-            f"The SentencePiece model in {folder} was trained for "
-            f"{tokenizer.src_lang}-{tokenizer.tgt_lang} with {found}, but the config asks for "
-            f"{cfg.data.src_lang}-{cfg.data.tgt_lang} with {wanted}; use another run folder "
-            f"(e.g. name=...) or delete {folder / META_FILE} and the spm*.model files there."
-        )
-
-
-def load_or_train_tokenizer(cfg: TrainRunConfig, train: datasets.Dataset) -> tuple[Tokenizer, bool]:
-    """The run folder's tokenizer if it has one, else one trained on `train` and saved there.
-
-    Returns:
-        The tokenizer and whether it was reused.
-
-    Raises:
-        ValueError: The run folder's tokenizer was trained with other settings or languages.
-    """
-    folder = Path(cfg.run_dir)
-    if (folder / META_FILE).is_file():
-        tokenizer = Tokenizer.load(folder)
-        _check_reused(tokenizer, cfg, folder)
-        logger.info("Reusing the SentencePiece model in %s", folder)
-        return tokenizer, True
-    tok = cfg.tokenizer
-    tokenizer = train_tokenizer(
-        train["src"][:],  # [:] reads the whole column at once; iterating a Column goes row by row
-        train["tgt"][:],
-        src_lang=cfg.data.src_lang,
-        tgt_lang=cfg.data.tgt_lang,
-        model_type=tok.model_type,
-        vocab_size=tok.vocab_size,
-        joint=tok.joint,
-        character_coverage=tok.character_coverage,
-        input_sentence_size=tok.input_sentence_size,
-    )
-    tokenizer.save(folder)
-    logger.info("Saved the SentencePiece model to %s", folder)
-    return tokenizer, False
 
 
 def _encode_batch(
@@ -245,13 +199,14 @@ def prepare_data(cfg: TrainRunConfig) -> PreparedData:
     Raises:
         CorpusError: The corpus cannot be read (see `transformer.data.corpus`), or no training
             pair is left.
-        ValueError: The run folder holds a tokenizer trained with other settings.
+        ValueError: The run folder holds a tokenizer trained with other settings or on another
+            training corpus.
     """
     data = cfg.data
     raw = {name: read_split(data, name) for name in corpus_splits(data)}
     if len(raw["train"].dataset) == 0:
         raise CorpusError(f"The training split ({raw['train'].origin}) has no sentence pairs.")
-    tokenizer, reused = load_or_train_tokenizer(cfg, raw["train"].dataset)
+    tokenizer, reused = load_or_train_tokenizer(cfg, raw["train"])
     splits, stats = _encode_all(raw, tokenizer, data)
     if len(splits["train"]) == 0:
         raise CorpusError(

@@ -237,6 +237,7 @@ def train_tokenizer(
     joint: bool,
     character_coverage: float,
     input_sentence_size: int,
+    train_corpus: str | None = None,
 ) -> Tokenizer:
     """Trains the SentencePiece model(s) on training sentences: one on both sides when `joint`.
 
@@ -250,6 +251,7 @@ def train_tokenizer(
         joint: One model for both languages, else one per language.
         character_coverage: Share of characters the model must cover (1.0 for small alphabets).
         input_sentence_size: Sentences sampled per model; 0 uses all.
+        train_corpus: Digest of the training split, kept as settings["train_corpus"].
     """
     settings = {
         "model_type": model_type,
@@ -258,6 +260,8 @@ def train_tokenizer(
         "character_coverage": character_coverage,
         "input_sentence_size": input_sentence_size,
     }
+    if train_corpus is not None:
+        settings["train_corpus"] = train_corpus
     fit = functools.partial(
         train_spm,
         model_type=model_type,

@@ -21,7 +21,7 @@ from transformer.checkpoint import CheckpointError, load_checkpoint
 from transformer.config import TrainRunConfig
 from transformer.data.batching import Batch, TokenBatchSampler, collate
 from transformer.data.prepare import PreparedData, format_stats, prepare_data
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.tokenizer import META_FILE, PAD_ID
 from transformer.model import build_model
 from transformer.runtime import resolve_precision, seed_everything, set_rng_state
 from transformer.training.distributed import DistEnv, barrier
@@ -74,6 +74,10 @@ class BatchStream:
         """The next `n` batches (fewer, or none, once `max_epochs` epochs are done)."""
         batches: list[Batch] = []
         while len(batches) < n:
+            # A run that stopped on max_epochs saved the sampler at {epoch: max_epochs}: a
+            # re-run must not draw from that extra epoch.
+            if self.max_epochs and self.epoch >= self.max_epochs:
+                break
             indices = next(self._batches, None)
             if indices is None:
                 if self.max_epochs and self.epoch + 1 >= self.max_epochs:
@@ -116,11 +120,18 @@ class Run:
 
 
 def _set_aside(run_dir: Path) -> None:
-    # Starting over: the old checkpoints and event files would mix with the new run's.
+    # Starting over: the old checkpoints and event files would mix with the new run's, and the
+    # old vocabulary may come from another corpus, so the fresh run trains its own.
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in ("checkpoints", "tensorboard"):
         if (run_dir / name).exists():
             (run_dir / name).rename(run_dir / f"{name}.replaced-{stamp}")
+    tokenizer_files = [run_dir / META_FILE, *run_dir.glob("spm*.model")]
+    old_tokenizer = run_dir / f"tokenizer.replaced-{stamp}"
+    for path in tokenizer_files:
+        if path.is_file():
+            old_tokenizer.mkdir(exist_ok=True)
+            path.rename(old_tokenizer / path.name)
     logger.warning(
         "train.resume=false: starting over; the old run's files are now *.replaced-%s", stamp
     )
@@ -181,12 +192,14 @@ def _optimization(
 
 
 def _wrap(model: nn.Module, cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> nn.Module:
+    """DDP first, then torch.compile: compile(DDP(model)) lets DDPOptimizer split the graph at
+    bucket boundaries so gradient all-reduces overlap the backward pass."""
     use_compile = cfg.train.compile if cfg.train.compile is not None else device.type == "cuda"
-    wrapped = torch.compile(model) if use_compile else model
+    wrapped = model
     if env.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         wrapped = DistributedDataParallel(wrapped, device_ids=device_ids)
-    return wrapped
+    return torch.compile(wrapped) if use_compile else wrapped
 
 
 def _sampler(src_ids: list, tgt_ids: list, cfg: TrainRunConfig, env: DistEnv) -> TokenBatchSampler:

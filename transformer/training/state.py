@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 _DEFINING_SECTIONS = ("model", "data", "tokenizer")
 _FREE_KEYS = {"data.cache_dir", "data.multi30k_dir", "data.num_proc", "data.test_split"}
 _DEFINING_TRAIN_KEYS = ("max_train_pairs",)
+# Loop settings that may change on resume, but that fix the batches and random streams: with a
+# new value the resumed run goes on, though no longer as the uninterrupted run would have.
+_EXACTNESS_TRAIN_KEYS = ("max_tokens", "seed", "accum_steps")
 
 
 class ResumeError(RuntimeError):
@@ -85,12 +88,32 @@ def config_differences(stored: dict, current: TrainRunConfig) -> list[str]:
     ]
 
 
+def _warn_inexact(stored: dict, current: TrainRunConfig, path: Path) -> None:
+    old, new = stored.get("train", {}), dataclasses.asdict(current.train)
+    changed = [
+        f"train.{key}: {old.get(key)!r} -> {new[key]!r}"
+        for key in _EXACTNESS_TRAIN_KEYS
+        if old.get(key) != new[key]
+    ]
+    if changed:
+        logger.warning(
+            "resuming from %s with changed loop settings (%s): training continues, but the "
+            "resumed run will not be bit-identical to an uninterrupted one",
+            path,
+            ", ".join(changed),
+        )
+
+
 def check_resumable(stored: dict, current: TrainRunConfig, path: Path) -> None:
     """Refuse to resume from a checkpoint of another model, data or tokenizer config.
+
+    Changed loop settings that break exact resumption (`train.max_tokens`, `seed`,
+    `accum_steps`) are allowed, with a warning naming each.
 
     Raises:
         ResumeError: naming every differing key and the ways out.
     """
+    _warn_inexact(stored, current, path)
     differences = config_differences(stored, current)
     if differences:
         raise ResumeError(

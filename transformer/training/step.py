@@ -77,9 +77,11 @@ class UpdateStep:
         return self.world_size / all_reduce_sum(tokens)
 
     def _sync_context(self, is_last: bool) -> contextlib.AbstractContextManager:
-        # DDP all-reduces gradients on the last micro-batch only.
-        if not is_last and isinstance(self.model, DistributedDataParallel):
-            return self.model.no_sync()
+        # DDP all-reduces gradients on the last micro-batch only; under torch.compile the DDP
+        # module is the compiled wrapper's `_orig_mod`.
+        ddp = getattr(self.model, "_orig_mod", self.model)
+        if not is_last and isinstance(ddp, DistributedDataParallel):
+            return ddp.no_sync()
         return contextlib.nullcontext()
 
     def __call__(self, batches: list[Batch], *, want_grad_norm: bool) -> StepResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import signal
 import threading
 import time
@@ -96,14 +97,19 @@ def save(run: Run, *, is_best: bool, periodic: bool) -> None:
 def validate_and_save(run: Run) -> dict[str, float]:
     """Validate (loss, perplexity, BLEU), log it, update best/patience, save checkpoints."""
     cfg, step = run.cfg, run.progress.step
-    report = validate(run.model, run.prepared, cfg, run.device, run.precision)
-    # Rank 0's scores decide for every rank, so best.pt and early stopping agree.
+    # Only rank 0 decodes for BLEU: its score is the one every rank uses.
+    report = validate(
+        run.model, run.prepared, cfg, run.device, run.precision, decode_bleu=run.env.is_main
+    )
+    # Rank 0's scores decide for every rank, so best.pt and early stopping agree; every rank
+    # joins each broadcast (the condition below is the config's, the same on all ranks).
     loss = broadcast_float(report.loss.loss)
     metrics = {"valid_loss": loss, "valid_ppl": report.ppl}
     bleu = None
-    if report.bleu is not None:
-        bleu = broadcast_float(report.bleu.metrics.bleu)
+    if cfg.train.validate_bleu:
+        bleu = broadcast_float(report.bleu.metrics.bleu if report.bleu else math.nan)
         metrics["valid_bleu"] = bleu
+    if report.bleu is not None:
         run.log.text("valid/samples", format_samples(report.bleu.samples), step)
         signature = report.bleu.metrics.bleu_signature
         run.log.text("valid/bleu_signature", signature, step)
@@ -227,10 +233,12 @@ def train(cfg: TrainRunConfig) -> dict:
     device = init_distributed(env, pick_device(cfg.train.device))
     try:
         run = build_run(cfg, env, device)
-        with run.log, StopOnSignal() as stop:
+        with run.log:
             run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
             start_step = run.progress.step
-            reason = _loop(run, stop)
+            with StopOnSignal() as stop:
+                reason = _loop(run, stop)
+            # Outside the handler: Ctrl-C during the final validation and test decode stops it.
             logger.info("stopped at update %d: %s", run.progress.step, reason)
             metrics = _finish(run, reason, start_step)
         return {

@@ -6,6 +6,7 @@ detokenised, cased text.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from transformer.training.setup import id_columns
 if TYPE_CHECKING:
     import datasets
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class LossReport:
@@ -45,6 +48,27 @@ class BleuReport:
     samples: list[tuple[str, str, str]]  # (source, reference, hypothesis)
 
 
+def _fitting(
+    src_ids: Sequence[list[int]], tgt_ids: Sequence[list[int]], max_positions: int
+) -> tuple[Sequence[list[int]], Sequence[list[int]]]:
+    """The pairs whose source + EOS and BOS + target fit the model's positions (with a warning
+    counting the others: only the training split is length-filtered)."""
+    keep = [
+        i
+        for i, (src, tgt) in enumerate(zip(src_ids, tgt_ids, strict=True))
+        if max(len(src), len(tgt)) + 1 <= max_positions
+    ]
+    if len(keep) == len(src_ids):
+        return src_ids, tgt_ids
+    logger.warning(
+        "validation loss skips %d of %d pairs longer than model.max_positions=%d (with EOS/BOS)",
+        len(src_ids) - len(keep),
+        len(src_ids),
+        max_positions,
+    )
+    return [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
+
+
 @torch.no_grad()
 def validation_loss(
     model: nn.Module,
@@ -52,19 +76,25 @@ def validation_loss(
     tgt_ids: Sequence[list[int]],
     *,
     max_tokens: int,
+    max_positions: int,
     smoothing: float,
     pad_id: int,
     device: torch.device,
     precision: str,
 ) -> LossReport:
-    """Mean loss per target token over all pairs, batched by the token budget.
+    """Mean loss per target token over the pairs the model can take, batched by the token budget.
+
+    Only the training split is length-filtered, so pairs whose source + EOS or BOS + target is
+    longer than `max_positions` are skipped here, with a warning that counts them.
 
     Args:
         model: the unwrapped model; put in eval mode here (the caller restores train mode).
         src_ids: encoded sources (no EOS), one list per pair.
         tgt_ids: encoded targets (no BOS/EOS), one list per pair.
+        max_positions: the model's longest sequence (positional encoding length).
     """
     model.eval()
+    src_ids, tgt_ids = _fitting(src_ids, tgt_ids, max_positions)
     sampler = TokenBatchSampler(
         [len(ids) + 1 for ids in src_ids],
         [len(ids) + 1 for ids in tgt_ids],
@@ -135,8 +165,15 @@ def validate(
     cfg: TrainRunConfig,
     device: torch.device,
     precision: str,
+    *,
+    decode_bleu: bool = True,
 ) -> ValidationReport:
-    """Validation loss, perplexity and (if `train.validate_bleu`) BLEU of the unwrapped model."""
+    """Validation loss, perplexity and (if `train.validate_bleu`) BLEU of the unwrapped model.
+
+    Args:
+        decode_bleu: decode for BLEU here; under DDP only rank 0 does (its score is broadcast),
+            and the other ranks get `bleu=None`.
+    """
     split = prepared.splits["validation"]
     src_ids, tgt_ids = id_columns(split)
     loss = validation_loss(
@@ -144,13 +181,14 @@ def validate(
         src_ids,
         tgt_ids,
         max_tokens=cfg.train.max_tokens,
+        max_positions=cfg.model.max_positions,
         smoothing=cfg.train.label_smoothing,
         pad_id=PAD_ID,
         device=device,
         precision=precision,
     )
     bleu = None
-    if cfg.train.validate_bleu:
+    if cfg.train.validate_bleu and decode_bleu:
         n = min(cfg.train.valid_max_sentences or len(split), len(split))
         subset = split.select(range(n))
         bleu = validation_bleu(

@@ -1,0 +1,79 @@
+"""The run folder's SentencePiece model: trained once on the training split, and reused only for
+the same settings, languages and training corpus (whose identity tokenizer.json records).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from transformer.config import TrainRunConfig
+from transformer.data.corpus import CorpusSplit
+from transformer.data.tokenizer import META_FILE, Tokenizer, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def _check_corpus(tokenizer: Tokenizer, train: CorpusSplit, folder: Path) -> None:
+    stored = tokenizer.settings.get("train_corpus")
+    if stored is None:  # written before the identity was recorded: cannot tell
+        logger.warning("%s does not record its training corpus; reusing it unchecked", folder)
+    elif stored != train.identity:
+        raise ValueError(
+            f"The SentencePiece model in {folder} was trained on another training corpus "
+            f"(identity {stored[:16]}), but the training split {train.origin} now has identity "
+            f"{train.identity[:16]}: its vocabulary would not fit the data. Use another run "
+            f"folder (e.g. name=...), or delete {folder / META_FILE} and the spm*.model files "
+            "there (train.resume=false sets them aside when the folder holds a checkpoint)."
+        )
+
+
+def _check_reused(tokenizer: Tokenizer, cfg: TrainRunConfig, folder: Path) -> None:
+    wanted = dataclasses.asdict(cfg.tokenizer)
+    wanted = {key: wanted[key] for key in tokenizer.settings if key in wanted}
+    found = {key: tokenizer.settings[key] for key in wanted}
+    langs = (tokenizer.src_lang, tokenizer.tgt_lang) == (cfg.data.src_lang, cfg.data.tgt_lang)
+    if found != wanted or not langs:
+        raise ValueError(
+            f"The SentencePiece model in {folder} was trained for "
+            f"{tokenizer.src_lang}-{tokenizer.tgt_lang} with {found}, but the config asks for "
+            f"{cfg.data.src_lang}-{cfg.data.tgt_lang} with {wanted}; use another run folder "
+            f"(e.g. name=...) or delete {folder / META_FILE} and the spm*.model files there."
+        )
+
+
+def load_or_train_tokenizer(cfg: TrainRunConfig, train: CorpusSplit) -> tuple[Tokenizer, bool]:
+    """The run folder's tokenizer if it has one, else one trained on `train` and saved there.
+
+    Returns:
+        The tokenizer and whether it was reused.
+
+    Raises:
+        ValueError: The run folder's tokenizer was trained with other settings or languages,
+            or on another training corpus.
+    """
+    folder = Path(cfg.run_dir)
+    if (folder / META_FILE).is_file():
+        tokenizer = Tokenizer.load(folder)
+        _check_reused(tokenizer, cfg, folder)
+        _check_corpus(tokenizer, train, folder)
+        logger.info("Reusing the SentencePiece model in %s", folder)
+        return tokenizer, True
+    tok = cfg.tokenizer
+    tokenizer = train_tokenizer(
+        # [:] reads the whole column at once; iterating a Column goes row by row
+        train.dataset["src"][:],
+        train.dataset["tgt"][:],
+        src_lang=cfg.data.src_lang,
+        tgt_lang=cfg.data.tgt_lang,
+        model_type=tok.model_type,
+        vocab_size=tok.vocab_size,
+        joint=tok.joint,
+        character_coverage=tok.character_coverage,
+        input_sentence_size=tok.input_sentence_size,
+        train_corpus=train.identity,
+    )
+    tokenizer.save(folder)
+    logger.info("Saved the SentencePiece model to %s", folder)
+    return tokenizer, False
