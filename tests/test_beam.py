@@ -13,7 +13,7 @@ from tiny import BOS, EOS, PAD, random_sources, tiny_model
 
 from transformer.decoding.beam import Hypothesis, beam_search, gnmt_penalty
 from transformer.decoding.greedy import greedy_search, max_output_lengths
-from transformer.model import Seq2SeqTransformer
+from transformer.model import DecoderCache, Seq2SeqTransformer
 
 
 def full_decoder_score(
@@ -119,3 +119,27 @@ def test_output_is_never_empty() -> None:
     assert [[len(h.tokens) for h in hyps] for hyps in search(model, src, k=3, n_best=3)] == [
         [1, 1, 1]
     ] * 3
+
+
+def test_impossible_continuations_give_an_empty_hypothesis() -> None:
+    """Every non-special id at -inf: no candidate is finite at step 0 (EOS is banned there)."""
+    model = tiny_model(tie_output=False)
+    with torch.no_grad():
+        model.output_proj.bias[EOS + 1 :] = -math.inf
+        model.output_proj.bias[1] = -math.inf  # UNK
+    hyps = search(model, random_sources([1, 5]), k=3, n_best=3)
+    assert [[(h.tokens, h.score) for h in sentence] for sentence in hyps] == [[([], -math.inf)]] * 2
+
+
+def test_keeping_cross_attention_rows_changes_nothing(
+    trained_model: Seq2SeqTransformer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps that only reorder beams within sentences skip copying cross K/V: same results."""
+    src = random_sources([2, 8, 5, 1, 7])
+    fast = search(trained_model, src, k=4, n_best=4)
+    reorder = DecoderCache.reorder
+    monkeypatch.setattr(DecoderCache, "reorder", lambda cache, index, **_: reorder(cache, index))
+    full = search(trained_model, src, k=4, n_best=4)
+    assert [[(h.tokens, h.score) for h in hyps] for hyps in fast] == [
+        [(h.tokens, h.score) for h in hyps] for hyps in full
+    ]

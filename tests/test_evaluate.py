@@ -13,10 +13,8 @@ import pytest
 import torch
 from tiny import CPU, ONE_THREAD, ROOT, tiny_assets, write_checkpoint
 
-from transformer.checkpoint import average_checkpoints
-from transformer.config import DataConfig
+from transformer.data.text_files import read_lines
 from transformer.decoding.translator import Translator
-from transformer.evaluation.evaluate import read_lines
 from transformer.evaluation.metrics import compute_metrics
 from transformer.inference_cli import evaluate_main
 
@@ -47,7 +45,7 @@ def test_files_give_hypotheses_and_a_matching_report(
     argv = [str(run["ckpt"]), "--src", str(src), "--ref", str(ref), "--out-dir", str(run["out"])]
     assert evaluate_main([*argv, "--beam-size", "2"]) == 0
     report = _report(run["out"])
-    hyps = read_lines(report["hypotheses"])
+    hyps = read_lines(Path(report["hypotheses"]))
     decode = dataclasses.replace(run["cfg"].decode, beam_size=2, n_best=1)
     translator = Translator(run["model"], run["tokenizer"], decode, CPU)
     assert hyps == translator.translate(read_lines(src))
@@ -86,12 +84,24 @@ def test_averaged_checkpoints_decode_like_the_averaged_weights(run: dict, mode: 
     assert evaluate_main([*argv, mode, *args]) == 0
     report = _report(run["out"])
     averaged = [run["ckpt"], *others] if mode == "--average" else others
+    states = [torch.load(path, weights_only=True)["model"] for path in averaged]
     model = run["model"]
-    model.load_state_dict(average_checkpoints(averaged))
+    model.load_state_dict({key: sum(s[key] for s in states) / len(states) for key in states[0]})
     decode = dataclasses.replace(run["cfg"].decode, n_best=1)
     expected = Translator(model, run["tokenizer"], decode, CPU).translate(read_lines(src))
-    assert read_lines(report["hypotheses"]) == expected
+    assert read_lines(Path(report["hypotheses"])) == expected
     assert report["averaged"] == [str(p) for p in averaged]
+
+
+def test_files_split_only_at_newlines(run: dict, tmp_path: Path) -> None:
+    """A U+2028 inside a source line keeps sources and references aligned (40 each)."""
+    lines, src = read_lines(run["corpus"]["test.en"]), tmp_path / "src.en"
+    src.write_text("\n".join([lines[0] + "\u2028" + lines[1], *lines[1:]]) + "\n", "utf-8")
+    ref = run["corpus"]["test.de"]
+    argv = [str(run["ckpt"]), "--src", str(src), "--ref", str(ref), "--out-dir", str(run["out"])]
+    assert evaluate_main(argv) == 0
+    report = _report(run["out"])
+    assert report["n_sentences"] == 40 == len(read_lines(Path(report["hypotheses"])))
 
 
 def test_bad_inputs_give_a_message_and_status_2(
@@ -107,7 +117,7 @@ def test_bad_inputs_give_a_message_and_status_2(
     cases = {
         "does not exist": [str(tmp_path / "missing.pt")],
         "lacks tokenizer": [str(no_vocab)],
-        "not UTF-8": [str(run["ckpt"]), "--src", src, "--ref", str(latin1)],
+        "invalid UTF-8": [str(run["ckpt"]), "--src", src, "--ref", str(latin1)],
         "not 'test_2099'": [str(run["ckpt"]), "--split", "test_2099"],
     }
     for message, argv in cases.items():
@@ -123,7 +133,9 @@ def test_multi30k_test_sets(
     run: dict, multi30k_dir: Path, split: str, capsys: pytest.CaptureFixture
 ) -> None:
     model, tokenizer, cfg = run["model"], run["tokenizer"], run["cfg"]
-    data = DataConfig(source="multi30k", src_lang="en", tgt_lang="de", multi30k_dir=None)
+    data = dataclasses.replace(
+        cfg.data, source="multi30k", src_lang="en", tgt_lang="de", multi30k_dir=None
+    )
     cfg = dataclasses.replace(cfg, data=data)
     ckpt = write_checkpoint(run["ckpt"].parent / "m30k.pt", model, tokenizer, cfg)
     argv = [str(ckpt), "--split", split, "--multi30k-dir", str(multi30k_dir), "--max-sentences"]

@@ -85,6 +85,14 @@ def test_arguments_with_nbest(run: dict, capsys: pytest.CaptureFixture) -> None:
         assert [float(r[1]) for r in got] == pytest.approx([s for _, s in hyps], abs=1e-4)
 
 
+def test_decode_errors_name_the_flags(run: dict, capsys: pytest.CaptureFixture) -> None:
+    argv = [str(run["ckpt"]), "A dog.", "--beam-size", "1", "--n-best", "3"]
+    assert translate_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--n-best=3 exceeds --beam-size=1; raise --beam-size or lower --n-best" in err
+    assert "decode." not in err and "n_best" not in err
+
+
 def test_input_file_with_attention_plot(
     run: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -95,6 +103,17 @@ def test_input_file_with_attention_plot(
     assert translate_main(argv) == 0
     assert capsys.readouterr().out.splitlines() == run["translator"].translate(SENTENCES)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_input_file_lines_end_only_at_newlines(
+    run: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """U+2028, form feed, U+0085 ... inside a line do not split it (str.splitlines would)."""
+    lines = ["A man\u2028runs on the street.", "Dog.\x0cA cat.\x85", "A woman walks."]
+    source = tmp_path / "in.txt"
+    source.write_bytes("\r\n".join(lines).encode() + b"\r\n")
+    assert translate_main([str(run["ckpt"]), "--input", str(source)]) == 0
+    assert capsys.readouterr().out.split("\n") == [*run["translator"].translate(lines), ""]
 
 
 def test_long_lines_are_truncated_and_layers_checked(
@@ -110,10 +129,10 @@ def test_long_lines_are_truncated_and_layers_checked(
 
 def test_stdin_lines_groups_what_arrives() -> None:
     read_end, write_end = os.pipe()
-    os.write(write_end, "eins\r\nzwei\n\ndrei ü".encode())
+    os.write(write_end, "eins\r\nzwei\u2028zwei\x0c\n\ndrei ü".encode())
     os.close(write_end)
     try:
         groups = list(stdin_lines(read_end))
     finally:
         os.close(read_end)
-    assert groups == [["eins", "zwei", ""], ["drei ü"]]
+    assert groups == [["eins", "zwei\u2028zwei\x0c", ""], ["drei ü"]]

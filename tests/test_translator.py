@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 from tiny import CPU, SENTENCES, tiny_assets
 
 from transformer.config import TrainRunConfig
-from transformer.data.tokenizer import Tokenizer
+from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from transformer.decoding.greedy import greedy_search
 from transformer.decoding.translator import Translator
 from transformer.model import Seq2SeqTransformer
@@ -88,6 +89,19 @@ def test_nbest_lists_are_sorted_and_start_with_the_best(assets: tuple) -> None:
         scores = [score for _, score in hyps]
         assert scores == sorted(scores, reverse=True) and all(s < 0 for s in scores)
     assert [h[0][0] for h in nbest] == translator.translate(SENTENCES)
+
+
+def test_impossible_continuations_translate_to_empty_outputs(assets: tuple) -> None:
+    """All ids but PAD/BOS/EOS at -inf: beam search finishes no hypothesis; "" is the output."""
+    model, tokenizer, cfg = assets
+    possible = torch.zeros(model.tgt_vocab_size, dtype=torch.bool)
+    possible[[PAD_ID, BOS_ID, EOS_ID]] = True
+    model.output_proj.register_forward_hook(
+        lambda module, inputs, logits: logits.masked_fill(~possible, -math.inf)
+    )
+    translator = Translator(model, tokenizer, dataclasses.replace(cfg.decode, n_best=2), CPU)
+    assert translator.translate(SENTENCES[:2]) == ["", ""]
+    assert translator.translate_nbest(SENTENCES[:1]) == [[("", -math.inf)]]
 
 
 def test_training_mode_is_restored(assets: tuple) -> None:

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,9 +32,9 @@ from transformer.decoding.translator import Translator
 from transformer.evaluation.attention_plot import plot_attention
 from transformer.evaluation.evaluate import (
     evaluate,
-    read_lines,
     split_name,
     split_texts,
+    text_lines,
     write_outputs,
 )
 from transformer.evaluation.metrics import format_metrics
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 USER_ERRORS = (CheckpointError, CorpusError, OSError, ValueError)
 _DECODE_FLAGS = ("beam_size", "length_penalty", "max_len_a", "max_len_b", "max_tokens", "n_best")
+_FLAG_NAMES = re.compile(r"\b(?:decode\.)?(" + "|".join(_DECODE_FLAGS) + r")\b")
 
 
 def _common_parser(description: str) -> argparse.ArgumentParser:
@@ -64,7 +66,11 @@ def decode_config(args: argparse.Namespace, stored: DecodeConfig) -> DecodeConfi
     given = {k: getattr(args, k) for k in _DECODE_FLAGS if getattr(args, k, None) is not None}
     if "beam_size" in given and "n_best" not in given:
         given["n_best"] = min(stored.n_best, given["beam_size"])
-    return dataclasses.replace(stored, **given)
+    try:
+        return dataclasses.replace(stored, **given)
+    except ValueError as error:  # DecodeConfig names its keys (decode.n_best); users typed flags
+        message = _FLAG_NAMES.sub(lambda m: "--" + m[1].replace("_", "-"), str(error))
+        raise ValueError(message) from None
 
 
 def load_model(
@@ -162,7 +168,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, tokenizer, cfg, device = load_model(args)
     decode = dataclasses.replace(decode_config(args, cfg.decode), n_best=1)
     if args.src is not None:
-        sources, refs, label = read_lines(args.src), read_lines(args.ref), args.src.name
+        sources, refs, label = text_lines(args.src), text_lines(args.ref), args.src.name
     else:
         data_cfg = cfg.data
         if args.multi30k_dir:
@@ -207,10 +213,7 @@ def _translate_parser() -> argparse.ArgumentParser:
         "--n-best", type=int, help="print N hypotheses per input as INDEX<TAB>SCORE<TAB>TEXT"
     )
     parser.add_argument(
-        "--attention",
-        type=Path,
-        metavar="FILE.png",
-        help="plot the cross-attention of the first sentence",
+        "--attention", type=Path, metavar="FILE.png", help="plot the first sentence's attention"
     )
     parser.add_argument("--layer", type=int, default=-1, help="decoder layer to plot (-1: last)")
     return parser
@@ -231,7 +234,7 @@ def _translate(args: argparse.Namespace) -> int:
         raise ValueError(f"--layer {args.layer}: the model has {model.n_decoder_layers} layers.")
     translator = Translator(model, tokenizer, decode_config(args, cfg.decode), device)
     if args.sentences or args.input:
-        chunks: Iterator[list[str]] = iter([args.sentences or read_lines(args.input)])
+        chunks: Iterator[list[str]] = iter([args.sentences or text_lines(args.input)])
     else:
         chunks = stdin_lines()
     first: str | None = None  # the sentence whose attention --attention plots

@@ -86,7 +86,8 @@ def beam_search(
         eos_id: id that ends it.
 
     Returns:
-        Per sentence, in input order, its n_best hypotheses, best first.
+        Per sentence, in input order, its n_best hypotheses, best first (at least one: an empty
+        hypothesis scored -inf when no candidate had a finite score).
     """
     k = beam_size
     finished: list[list[Hypothesis]] = [[] for _ in range(src_ids.size(0))]
@@ -107,7 +108,13 @@ def beam_search(
         open_scores = top_scores.masked_fill(is_eos, -math.inf)  # (A, 2K) EOS cannot go on
         beams = _advance(beams, open_scores, origin, tokens, n_finished, step, k)
         step += 1
-    return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
+    return [_best(hyps, n_best) for hyps in finished]
+
+
+def _best(hyps: list[Hypothesis], n_best: int) -> list[Hypothesis]:
+    """The n_best of a sentence's hypotheses, or an empty one (score -inf) if it has none: when
+    every candidate is -inf (e.g. a degenerate vocabulary), the search ends with nothing."""
+    return sorted(hyps, key=lambda h: -h.score)[:n_best] or [Hypothesis(tokens=[], score=-math.inf)]
 
 
 def _start(
@@ -192,11 +199,13 @@ def _advance(
     origin, tokens = origin.gather(1, pick)[keep], tokens.gather(1, pick)[keep]  # (A', K)
     rows = (keep * beams.scores.size(1)).unsqueeze(1) + origin  # (A', K) rows of this step
     rows, tokens = rows.view(-1), tokens.reshape(-1, 1)  # (A'*K,), (A'*K, 1)
+    # No sentence dropped and as many beams as before: rows only move among a sentence's beams.
+    same_sources = keep.numel() == beams.sents.numel() and rows.numel() == beams.last.size(0)
     return _Beams(
         sents=beams.sents[keep],
         limits=beams.limits[keep],
         scores=scores[keep],
         history=torch.cat([beams.history[rows], tokens], dim=1),  # (A'*K, t+1)
         last=tokens,
-        cache=beams.cache.reorder(rows),
+        cache=beams.cache.reorder(rows, same_sources=same_sources),
     )

@@ -13,6 +13,7 @@ import torch
 
 from transformer.config import DataConfig
 from transformer.data.corpus import load_split
+from transformer.data.text_files import read_lines
 from transformer.decoding.translator import Translator
 from transformer.evaluation.metrics import Metrics, compute_metrics
 
@@ -32,28 +33,15 @@ class EvalResult:
         return len(self.hyps) / max(self.seconds, 1e-9)
 
 
-def read_lines(path: str | Path) -> list[str]:
-    """The lines of a UTF-8 text file, without line ends.
+def text_lines(path: Path) -> list[str]:
+    """A UTF-8 file's lines, one sentence each: split at "\\n" only, so that a U+2028 or form feed
+    inside a line (which `str.splitlines` would split at) cannot misalign sources and references,
+    and without a final "\\r".
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not valid UTF-8 (the message names the line).
+        CorpusError: the file is missing or is not UTF-8 (naming the line).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist; give a text file with one sentence a line."
-        )
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise ValueError(
-            f"{path} is not UTF-8 text (line {line}, byte {error.start}); convert it, e.g. "
-            f"`iconv -f latin1 -t utf-8 {path.name}`."
-        ) from error
-    return text.splitlines()
+    return [line.removesuffix("\r") for line in read_lines(path)]
 
 
 def split_name(cfg: DataConfig, split: str) -> str:
