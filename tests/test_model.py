@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,32 @@ def test_cached_decoding_equals_full_decoding(norm_placement: str, positional: s
         logits, cache = model.decode_step(tgt_in[:, t : t + 1], cache)
         assert_close(logits, full[:, t], **TOL)
     assert cache.layers[0].self_k.shape[2] == tgt_in.size(1)
+
+
+def test_encoder_keys_and_values_are_projected_once_per_sentence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = tiny_model()
+    src, tgt_in = padded_batch()
+    calls = []
+    for layer in model.decoder.layers:
+        cross = layer.cross_attn
+        monkeypatch.setattr(cross, "project_kv", _counting(cross.project_kv, calls))
+    cache = model.init_cache(model.encode(src), src)
+    assert len(calls) == len(model.decoder.layers)
+    for t in range(tgt_in.size(1)):
+        _, cache = model.decode_step(tgt_in[:, t : t + 1], cache)
+    cache = cache.reorder(torch.tensor([1, 1, 0]))
+    model.decode_step(tgt_in[[1, 1, 0], :1], cache)
+    assert len(calls) == len(model.decoder.layers)  # steps and reordering project nothing
+
+
+def _counting(fn: Callable, calls: list[int]) -> Callable:
+    def wrapped(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def test_cache_reorder_equals_decoding_reordered_inputs() -> None:

@@ -30,3 +30,25 @@ def test_prepare_data_script_prints_statistics_and_saves_the_tokenizer(
     assert rows["validation"][:3] == ["40", "0", "0"] and rows["test"][:3] == ["40", "0", "0"]
     assert "Corpus: files en->de" in done.stdout and "Train batches at max_tokens=" in done.stdout
     assert (run_dir / "spm.model").is_file() and (run_dir / "tokenizer.json").is_file()
+
+
+def test_multirun_sweep_gives_each_job_its_own_folder(
+    tiny_parallel_corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    """`-m` runs one job per value, each in sweep_dir/N with the overrides it ran with."""
+    corpus, sweep_dir = tiny_parallel_corpus["dir"], tmp_path / "sweep"
+    command = [
+        sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "-m", "data=text_files",
+        f"data.train_path={corpus}/train", f"data.valid_path={corpus}/valid",
+        f"data.test_path={corpus}/test", f"data.cache_dir={tmp_path / 'cache'}",
+        "tokenizer.vocab_size=48,64", f"hydra.sweep.dir={sweep_dir}",
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1"]
+    for job, size in (("0", "48"), ("1", "64")):
+        overrides = (sweep_dir / job / ".hydra" / "overrides.yaml").read_text()
+        assert f"tokenizer.vocab_size={size}" in overrides
+        assert (sweep_dir / job / "spm.model").is_file()

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import torch
 
+# A long sentence still gives an image of sane size: past this many inches a side, the cells and
+# their labels shrink instead of the figure growing (511 pieces at full size is ~30k pixels).
+MAX_INCHES = 24.0
+LABEL_POINTS = 10.0
+
 
 def plot_attention(
     weights: torch.Tensor,
@@ -39,12 +44,14 @@ def plot_attention(
     from matplotlib.figure import Figure
 
     n_rows, n_cols = weights.shape
-    figure = Figure(figsize=(1.5 + 0.45 * n_cols, 1.5 + 0.4 * n_rows))
+    width, height = 1.5 + 0.45 * n_cols, 1.5 + 0.4 * n_rows
+    shrink = min(1.0, MAX_INCHES / width, MAX_INCHES / height)
+    figure = Figure(figsize=(min(width, MAX_INCHES), min(height, MAX_INCHES)))
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     image = axes.imshow(weights.float().numpy(), cmap="viridis", vmin=0.0, aspect="auto")
-    axes.set_xticks(range(n_cols), src_pieces, rotation=90)
-    axes.set_yticks(range(n_rows), tgt_pieces)
+    axes.set_xticks(range(n_cols), src_pieces, rotation=90, fontsize=LABEL_POINTS * shrink)
+    axes.set_yticks(range(n_rows), tgt_pieces, fontsize=LABEL_POINTS * shrink)
     axes.xaxis.tick_top()
     axes.set_xlabel("source")
     axes.set_ylabel("output")

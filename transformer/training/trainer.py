@@ -7,6 +7,7 @@ it into a run folder that holds checkpoints/last.pt continues from there (`train
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import math
 import signal
@@ -239,7 +240,10 @@ def train(cfg: TrainRunConfig) -> dict:
             with StopOnSignal() as stop:
                 reason = _loop(run, stop)
             # Outside the handler: Ctrl-C during the final validation and test decode stops it.
-            logger.info("stopped at update %d: %s", run.progress.step, reason)
+            elapsed = datetime.timedelta(seconds=round(time.monotonic() - run.started))
+            logger.info(
+                "stopped at update %d: %s (%s in this session)", run.progress.step, reason, elapsed
+            )
             metrics = _finish(run, reason, start_step)
         return {
             "step": run.progress.step,
