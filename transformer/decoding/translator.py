@@ -85,8 +85,7 @@ class Translator:
 
     def translate_ids(self, sentences: list[str]) -> list[list[int]]:
         """The best output ids (no BOS/EOS) of each sentence, in input order."""
-        search = self._greedy if self.cfg.beam_size == 1 else self._beam
-        return [hyps[0].tokens for hyps in self._decode(sentences, search)]
+        return [hyps[0].tokens for hyps in self._decode(sentences, self._best_search())]
 
     def translate_nbest(self, sentences: list[str]) -> list[list[tuple[str, float]]]:
         """Up to cfg.n_best (translation, length-normalised log-prob) pairs per sentence."""
@@ -101,10 +100,10 @@ class Translator:
             layer: decoder layer (Python index; -1 is the last).
         """
         src = self._encode([sentence])[0]
-        tokens = self.translate_ids([sentence])[0]
         src_ids = torch.tensor([src + [EOS_ID]], device=self.device)  # (1, S)
-        tgt_in = torch.tensor([[BOS_ID, *tokens]], device=self.device)  # (1, T)
         with eval_mode(self.model), torch.inference_mode():
+            tokens = self._best_search()(src_ids)[0][0].tokens if sentence.strip() else []
+            tgt_in = torch.tensor([[BOS_ID, *tokens]], device=self.device)  # (1, T)
             weights = self.model.cross_attention_weights(src_ids, tgt_in)  # (L, 1, H, T, S)
         src_pieces = self.tokenizer.src_pieces(sentence)[: len(src)]
         return CrossAttention(
@@ -154,6 +153,9 @@ class Translator:
             batch.append(i)
         if batch:
             yield batch
+
+    def _best_search(self) -> Search:
+        return self._greedy if self.cfg.beam_size == 1 else self._beam
 
     def _greedy(self, src_ids: torch.Tensor) -> list[list[Hypothesis]]:
         """Greedy search (B, S) -> one hypothesis per sentence (score not computed: nan)."""
