@@ -3,6 +3,7 @@ table with the right pair counts, and the SentencePiece model in the run folder.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,37 @@ def test_multirun_sweep_gives_each_job_its_own_folder(
         overrides = (sweep_dir / job / ".hydra" / "overrides.yaml").read_text()
         assert f"tokenizer.vocab_size={size}" in overrides
         assert (sweep_dir / job / "spm.model").is_file()
+
+
+def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "en-de"
+    (run / "checkpoints" / "eval").mkdir(parents=True)
+    (run / "train.log").write_text(
+        "[2026-01-01 10:00:00,001][transformer.cli][INFO] - run folder: x\n"
+        "[2026-01-01 10:30:00,001][transformer.training.trainer][INFO] - update 10 | loss 3.0\n"
+        "[2026-01-01 11:00:00,001][t][INFO] - stopped at update 900: signal (1:00:00 in all)\n"
+        "[2026-01-01 12:00:00,001][transformer.cli][INFO] - run folder: x\n"
+        "[2026-01-01 12:20:30,001][t][INFO] - stopped at update 1200: max_epochs\n",
+        encoding="utf-8",
+    )  # two sessions: 1:00:00 + 0:20:30
+    report = {
+        "checkpoint": "runs/x/checkpoints/last.pt",
+        "averaged": ["a.pt", "b.pt", "c.pt"],
+        "data": "multi30k test_2017_flickr",
+        "direction": "en-de",
+        "decode": {"beam_size": 5},
+        "metrics": {"bleu": 33.333, "bleu_lowercase": 34.06, "chrf": 61.25},
+    }
+    (run / "checkpoints" / "eval" / "t.json").write_text(json.dumps(report), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "results_table.py"), str(run)],
+        env=ONE_THREAD, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = done.stdout.splitlines()[2].split(" | ")
+    assert row[0] == "| en→de" and row[1] == "multi30k test_2017_flickr"
+    assert row[2:5] == ["33.3", "34.1", "61.2"]
+    assert row[5] == "1:20:30 (1,200 updates, max_epochs)"
+    assert row[6] == "average of 3 checkpoints, beam 5 |"

@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Print the README's results table from finished runs: `python scripts/results_table.py RUN ...`.
+
+Each RUN is a run folder (e.g. runs/multi30k/en-de). A row per JSON report that
+`scripts/evaluate.py` wrote under RUN/checkpoints/eval/, with cased and lowercased BLEU and chrF,
+and the run's training wall time: the sum, over the sessions in RUN/train.log, of the time from
+a session's first line to its "stopped at update" line (so a resumed run counts every session).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\]")
+SESSION_START = "- run folder: "
+SESSION_STOP = re.compile(r"- stopped at update (\d+): ([^(\n]+)")
+
+
+def training_time(log: Path) -> tuple[datetime.timedelta, int, str]:
+    """(wall time over all sessions, last update, last stop reason) from a run's train.log."""
+    total, start = datetime.timedelta(), None
+    step, reason = 0, "not stopped"
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        stamp = STAMP.match(line)
+        if stamp is None:
+            continue
+        when = datetime.datetime.fromisoformat(stamp.group(1))
+        if SESSION_START in line:
+            start = when
+        elif (stop := SESSION_STOP.search(line)) and start is not None:
+            total += when - start
+            step, reason, start = int(stop.group(1)), stop.group(2).strip(), None
+    return total, step, reason
+
+
+def rows(run: Path) -> list[dict]:
+    """One row per evaluation report of the run, test sets in name order."""
+    wall, step, reason = training_time(run / "train.log")
+    out = []
+    for report_path in sorted((run / "checkpoints" / "eval").glob("*.json")):
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        metrics = report["metrics"]
+        model = Path(report["checkpoint"]).name
+        if report["averaged"]:
+            model = f"average of {len(report['averaged'])} checkpoints"
+        out.append(
+            {
+                "direction": report["direction"].replace("-", "→"),
+                "test set": report["data"] if isinstance(report["data"], str) else "files",
+                "BLEU": f"{metrics['bleu']:.1f}",
+                "BLEU (lowercased)": f"{metrics['bleu_lowercase']:.1f}",
+                "chrF": f"{metrics['chrf']:.1f}",
+                "training": f"{wall} ({step:,} updates, {reason})",
+                "model": f"{model}, beam {report['decode']['beam_size']}",
+            }
+        )
+    return out
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders")
+    args = parser.parse_args()
+    table = [row for run in args.runs for row in rows(run)]
+    if not table:
+        print("no evaluation reports found (run scripts/evaluate.py first)", file=sys.stderr)
+        return 1
+    header = list(table[0])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in table:
+        print("| " + " | ".join(row[key] for key in header) + " |")
+    print(
+        f"\nscored on: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
