@@ -170,7 +170,7 @@ def bench_decoding(args: argparse.Namespace) -> None:
 
     device = torch.device("cpu")
     model, tokenizer, cfg = load_for_inference(args.checkpoint, device)
-    sentences = load_split(cfg.data, "test_2016_flickr")["src"]
+    sentences = list(load_split(cfg.data, "test_2016_flickr")["src"])
     print(f"\ndecoding test_2016_flickr ({len(sentences)} sentences) with {args.checkpoint}:")
     for beam in (1, 5):
         decode = DecodeConfig(
