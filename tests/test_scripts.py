@@ -11,20 +11,27 @@ from pathlib import Path
 from tiny import ONE_THREAD, ROOT
 
 
-def test_prepare_data_script_prints_statistics_and_saves_the_tokenizer(
-    tiny_parallel_corpus: dict[str, Path], tmp_path: Path
-) -> None:
-    corpus, run_dir = tiny_parallel_corpus["dir"], tmp_path / "run"
+def prepare_data(corpus: Path, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """Run scripts/prepare_data.py (flags such as -m first) on the tiny corpus; assert success."""
     command = [
-        sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "data=text_files",
+        sys.executable, str(ROOT / "scripts" / "prepare_data.py"), *overrides, "data=text_files",
         f"data.train_path={corpus}/train", f"data.valid_path={corpus}/valid",
         f"data.test_path={corpus}/test", f"data.cache_dir={tmp_path / 'cache'}",
-        "tokenizer.vocab_size=64", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     done = subprocess.run(
         command, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_prepare_data_script_prints_statistics_and_saves_the_tokenizer(
+    tiny_parallel_corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    done = prepare_data(
+        tiny_parallel_corpus["dir"], tmp_path, "tokenizer.vocab_size=64", f"hydra.run.dir={run_dir}"
+    )
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line}
     # split -> pairs, empty, too_long: every generated pair is short and non-empty
     assert rows["train"][:3] == ["400", "0", "0"]
@@ -37,17 +44,11 @@ def test_multirun_sweep_gives_each_job_its_own_folder(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:
     """`-m` runs one job per value, each in sweep_dir/N with the overrides it ran with."""
-    corpus, sweep_dir = tiny_parallel_corpus["dir"], tmp_path / "sweep"
-    command = [
-        sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "-m", "data=text_files",
-        f"data.train_path={corpus}/train", f"data.valid_path={corpus}/valid",
-        f"data.test_path={corpus}/test", f"data.cache_dir={tmp_path / 'cache'}",
-        "tokenizer.vocab_size=48,64", f"hydra.sweep.dir={sweep_dir}",
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    sweep_dir = tmp_path / "sweep"
+    prepare_data(
+        tiny_parallel_corpus["dir"], tmp_path, "-m", "tokenizer.vocab_size=48,64",
+        f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1"]
     for job, size in (("0", "48"), ("1", "64")):
         overrides = (sweep_dir / job / ".hydra" / "overrides.yaml").read_text()
