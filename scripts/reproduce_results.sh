@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's results table from one command: train the default recipe English→German and
-# German→English, score each run (the average of its last checkpoints, as training does) on every
+# German→English, score each run's final model (checkpoints/final.pt, as training does) on every
 # Multi30k test set of its direction, and print the table.
 #
 #   bash scripts/reproduce_results.sh                        # one run after the other
@@ -32,12 +32,8 @@ else
 fi
 
 for d in "${directions[@]}"; do
-  run=$out/$d
-  n_average=$(ls "$run"/checkpoints/checkpoint_*.pt | wc -l)
-  n_average=$(( n_average < 5 ? n_average : 5 ))  # train.average_last in the default recipe
-  for split in test_2016_flickr test_2017_flickr; do
-    "$python" scripts/evaluate.py "$run/checkpoints/last.pt" --split "$split" \
-      --average-last "$n_average"
+  for split in test_2016_flickr test_2017_flickr; do  # final.pt: the model each run reports
+    "$python" scripts/evaluate.py "$out/$d/checkpoints/final.pt" --split "$split"
   done
 done
 "$python" scripts/results_table.py "${directions[@]/#/$out/}"

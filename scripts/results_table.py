@@ -49,6 +49,8 @@ def rows(run: Path) -> list[dict]:
         report = json.loads(report_path.read_text(encoding="utf-8"))
         metrics = report["metrics"]
         model = Path(report["checkpoint"]).name
+        if report.get("description"):  # final.pt says which model it is
+            model = f"{model}: {report['description']}"
         if report["averaged"]:
             model = f"average of {len(report['averaged'])} checkpoints"
         out.append(

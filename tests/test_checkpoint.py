@@ -19,6 +19,7 @@ from transformer.checkpoint import (
     average_checkpoints,
     load_checkpoint,
     load_for_inference,
+    resolve_checkpoint,
     run_config_from_checkpoint,
     save_checkpoint,
     unwrap_model,
@@ -146,3 +147,16 @@ def test_unknown_config_keys_raise_checkpoint_error(
     (config[section] if section else config)["n_experts"] = 8
     with pytest.raises(CheckpointError, match="n_experts"):
         run_config_from_checkpoint({"config": config})
+
+
+def test_a_run_folder_resolves_to_final_then_best_then_last(tmp_path: Path) -> None:
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="without final.pt, best.pt or last.pt"):
+        resolve_checkpoint(tmp_path / "run")
+    for name in ("last.pt", "best.pt", "final.pt"):
+        (folder / name).touch()
+        for given in (tmp_path / "run", folder):  # the run folder or its checkpoints/ folder
+            assert resolve_checkpoint(given) == folder / name
+    assert resolve_checkpoint(folder / "last.pt") == folder / "last.pt"  # files are kept
+    assert resolve_checkpoint(tmp_path / "no.pt") == tmp_path / "no.pt"  # load_checkpoint names it

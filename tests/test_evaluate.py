@@ -116,6 +116,7 @@ def test_bad_inputs_give_a_message_and_status_2(
     src = str(run["corpus"]["test.en"])
     cases = {
         "does not exist": [str(tmp_path / "missing.pt")],
+        "without final.pt, best.pt or last.pt": [str(tmp_path)],
         "lacks tokenizer": [str(no_vocab)],
         "invalid UTF-8": [str(run["ckpt"]), "--src", src, "--ref", str(latin1)],
         "not 'test_2099'": [str(run["ckpt"]), "--split", "test_2099"],
@@ -143,3 +144,15 @@ def test_multi30k_test_sets(
     report = _report(run["out"])
     assert report["data"] == split and report["n_sentences"] == 20
     assert "nrefs:1|case:mixed|eff:no|tok:13a" in capsys.readouterr().out
+
+
+def test_a_run_folder_is_scored_with_its_final_pt(run: dict) -> None:
+    """final.pt (written at the end of training) names the model it holds in the report."""
+    state = torch.load(run["ckpt"], weights_only=True)
+    state["description"] = "average of 2 checkpoints (updates 10, 12)"
+    final = run["ckpt"].parent / "final.pt"
+    torch.save(state, final)
+    assert evaluate_main([str(run["ckpt"].parent), "--out-dir", str(run["out"])]) == 0
+    report = _report(run["out"])
+    assert report["checkpoint"] == str(final)
+    assert report["description"] == state["description"]

@@ -78,6 +78,9 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
         "metrics": {"bleu": 33.333, "bleu_lowercase": 34.06, "chrf": 61.25},
     }
     (run / "checkpoints" / "eval" / "t.json").write_text(json.dumps(report), encoding="utf-8")
+    final = {**report, "checkpoint": "runs/x/checkpoints/final.pt", "averaged": []}
+    final["description"] = "best.pt (update 1000)"
+    (run / "checkpoints" / "eval" / "u.json").write_text(json.dumps(final), encoding="utf-8")
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "results_table.py"), str(run)],
         env=ONE_THREAD, capture_output=True, text=True, timeout=120,
@@ -88,3 +91,5 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     assert row[2:5] == ["33.3", "34.1", "61.2"]
     assert row[5] == "1:20:30 (1,200 updates, max_epochs)"
     assert row[6] == "average of 3 checkpoints, beam 5 |"
+    row = done.stdout.splitlines()[3].split(" | ")
+    assert row[6] == "final.pt: best.pt (update 1000), beam 5 |"

@@ -4,6 +4,7 @@ checkpoint contents, refusing a foreign checkpoint, stopping rules, signals, sta
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import signal
@@ -15,7 +16,12 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tiny import write_tiny_parallel_corpus
 
-from transformer.checkpoint import load_checkpoint, load_for_inference, run_config_from_checkpoint
+from transformer.checkpoint import (
+    average_checkpoints,
+    load_checkpoint,
+    load_for_inference,
+    run_config_from_checkpoint,
+)
 from transformer.config import (
     DataConfig,
     DecodeConfig,
@@ -304,3 +310,57 @@ def test_sigint_saves_and_the_final_steps_run_without_the_stop_handler(
     assert result["stop_reason"] == "signal" and result["step"] == 1
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
     assert handlers_in_finish == [handler_before]  # Ctrl-C now interrupts the final decode
+
+
+def _weights_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_final_model_without_averaging_is_best_pt(reference_run: Path) -> None:
+    folder = reference_run / "checkpoints"
+    final, best = load_checkpoint(folder / "final.pt"), load_checkpoint(folder / "best.pt")
+    assert _weights_equal(final["model"], best["model"])
+    assert final["description"] == f"best.pt (update {best['step']})"
+    assert final["step"] == N_UPDATES and "optimizer" not in final
+    model, _, cfg = load_for_inference(folder / "final.pt", torch.device("cpu"))
+    assert cfg.model == make_config({"dir": Path()}, reference_run).model
+
+
+@pytest.mark.parametrize("average_validates_higher", [True, False])
+def test_final_model_is_the_average_unless_best_pt_validates_higher(
+    corpus: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    average_validates_higher: bool,
+) -> None:
+    real_validate, real_final_model = trainer.validate, trainer._final_model
+    choosing = []  # non-empty once the loop has ended and the final model is being chosen
+
+    def validate(*args: object, **kwargs: object) -> object:
+        report = real_validate(*args, **kwargs)
+        if choosing:  # the averaged model: make it win or lose against best.pt
+            report.bleu.metrics.bleu = 1e3 if average_validates_higher else -1.0
+        return report
+
+    def final_model(run: object) -> object:
+        choosing.append(True)
+        return real_final_model(run)
+
+    monkeypatch.setattr(trainer, "validate", validate)
+    monkeypatch.setattr(trainer, "_final_model", final_model)
+    run_dir = tmp_path / "run"
+    caplog.set_level(logging.INFO, logger=trainer.__name__)
+    result = trainer.train(make_config(corpus, run_dir, average_last=2, evaluate_test=True))
+    folder = run_dir / "checkpoints"
+    final = load_checkpoint(folder / "final.pt")
+    if average_validates_higher:  # validations at updates 5, 10 and 12; the last 2 are kept
+        kept = [folder / "checkpoint_00000010.pt", folder / "checkpoint_00000012.pt"]
+        assert _weights_equal(final["model"], average_checkpoints(kept))
+        assert final["description"] == "average of 2 checkpoints (updates 10, 12)"
+    else:
+        best = load_checkpoint(folder / "best.pt")
+        assert _weights_equal(final["model"], best["model"])
+        assert final["description"] == f"best.pt (update {best['step']})"
+    assert math.isfinite(result["test_bleu"])  # the test split was decoded with final.pt
+    assert f"saved {folder / 'final.pt'}: {final['description']}" in caplog.text

@@ -68,6 +68,25 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
         raise
 
 
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or the one a run folder (or its checkpoints/ folder) reports: final.pt,
+    else best.pt, else last.pt.
+
+    Raises:
+        CheckpointError: a folder that holds none of them.
+    """
+    if not path.is_dir():
+        return path
+    for folder in (path / "checkpoints", path):
+        for name in ("final.pt", "best.pt", "last.pt"):
+            if (folder / name).is_file():
+                return folder / name
+    raise CheckpointError(
+        f"{path} is a folder without final.pt, best.pt or last.pt (nor a checkpoints/ folder "
+        "holding one); give a run folder or the path of a .pt file."
+    )
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint onto the CPU.
 

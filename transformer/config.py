@@ -197,7 +197,7 @@ class TrainConfig:
     max_train_pairs: int = 0  # train on the first N training pairs only (smoke runs); 0: all
     patience: int = 0  # validations without a BLEU gain before stopping; 0 disables
     keep_last: int = 5  # periodic checkpoints kept besides last.pt and best.pt
-    average_last: int = 0  # at the end, average this many checkpoints for the final eval
+    average_last: int = 0  # final.pt: the average of this many checkpoints, or best.pt if better
     log_every: int = 50  # updates
     n_samples: int = 3  # sample translations written to TensorBoard at each validation
     device: str = "auto"
@@ -206,7 +206,7 @@ class TrainConfig:
     num_workers: int = 0
     cpu_threads: int = 0  # torch.set_num_threads on CPU (1 is fastest for tiny models); 0: default
     resume: bool = True  # re-running into an existing run folder continues from last.pt
-    evaluate_test: bool = True  # decode the test split with the best checkpoint at the end
+    evaluate_test: bool = True  # decode the test split with final.pt at the end
 
     def __post_init__(self) -> None:
         _check_choice("train", "device", self.device, DEVICES)

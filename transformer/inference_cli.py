@@ -22,8 +22,10 @@ import torch
 from transformer.checkpoint import (
     CheckpointError,
     average_checkpoints,
+    load_checkpoint,
     load_for_inference,
     periodic_checkpoints,
+    resolve_checkpoint,
 )
 from transformer.config import DEVICES, DecodeConfig, TrainRunConfig
 from transformer.data.corpus import CorpusError
@@ -50,7 +52,11 @@ _FLAG_NAMES = re.compile(r"\b(?:decode\.)?(" + "|".join(_DECODE_FLAGS) + r")\b")
 
 def _common_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("checkpoint", type=Path, help="a .pt checkpoint written by training")
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a .pt checkpoint written by training, or a run folder (its final.pt, else best.pt)",
+    )
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if present")
     group = parser.add_argument_group("search (defaults: the checkpoint's decode config)")
     group.add_argument("--beam-size", type=int, help="1 is greedy search")
@@ -114,6 +120,7 @@ def checkpoints_to_average(args: argparse.Namespace) -> list[Path]:
 def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command, turning user errors into a message and exit status 2."""
     try:
+        args.checkpoint = resolve_checkpoint(args.checkpoint)
         return run(args)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -182,6 +189,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or args.checkpoint.parent / "eval"
     info = {
         "checkpoint": str(args.checkpoint),
+        "description": load_checkpoint(args.checkpoint).get("description"),  # final.pt's
         "averaged": [str(p) for p in averaged],
         "data": label if args.src is None else {"src": str(args.src), "ref": str(args.ref)},
         "direction": f"{tokenizer.src_lang}-{tokenizer.tgt_lang}",

@@ -157,6 +157,26 @@ def checkpoint_state(
     }
 
 
+def final_state(
+    weights: dict[str, torch.Tensor],
+    *,
+    step: int,
+    description: str,
+    cfg: TrainRunConfig,
+    tokenizer: Tokenizer,
+) -> dict:
+    """The checkpoint of the model a run reports (checkpoints/final.pt): weights, config and
+    vocabulary for evaluation and translation, nothing for resuming."""
+    return {
+        "model": weights,
+        "step": step,
+        "description": description,
+        "config": dataclasses.asdict(cfg),
+        "tokenizer": tokenizer.state_dict(),
+        "format_version": FORMAT_VERSION,
+    }
+
+
 def restore_state(
     state: dict,
     *,

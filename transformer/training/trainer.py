@@ -15,7 +15,14 @@ import threading
 import time
 from types import FrameType, TracebackType
 
-from transformer.checkpoint import average_checkpoints, load_checkpoint, periodic_checkpoints
+from torch import nn
+
+from transformer.checkpoint import (
+    average_checkpoints,
+    load_checkpoint,
+    periodic_checkpoints,
+    save_checkpoint,
+)
 from transformer.config import TrainRunConfig
 from transformer.data.tokenizer import PAD_ID
 from transformer.evaluation.metrics import format_metrics
@@ -31,7 +38,7 @@ from transformer.training.distributed import (
 )
 from transformer.training.logger import Meter, flat_hparams
 from transformer.training.setup import Run, build_run
-from transformer.training.state import checkpoint_state, write_checkpoints
+from transformer.training.state import checkpoint_state, final_state, write_checkpoints
 from transformer.training.step import StepResult
 from transformer.training.validation import evaluate_split, format_samples, validate
 
@@ -128,27 +135,67 @@ def validate_and_save(run: Run) -> dict[str, float]:
     return metrics
 
 
-def _evaluate_test(run: Run) -> dict[str, float]:
-    """Decode the test split with best.pt, or the average of the last `average_last` kept."""
-    folder, n_average = run.checkpoint_dir, run.cfg.train.average_last
+def _final_model(run: Run) -> tuple[nn.Module, str] | None:
+    """Choose the model the run reports, write it to checkpoints/final.pt, and return it.
+
+    The average of the last `train.average_last` periodic checkpoints, unless best.pt scored
+    higher on validation (BLEU, or loss when BLEU is off): a short run's average reaches back to
+    early, weaker checkpoints. Without averaging, best.pt. None when no validation has run.
+    """
+    cfg, folder = run.cfg, run.checkpoint_dir
+    best_path = folder / "best.pt"
+    if not best_path.is_file():
+        return None
+    tokenizer = run.prepared.tokenizer
+    model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
+    model.to(run.device)
+    best = load_checkpoint(best_path)
+    weights, description = best["model"], f"best.pt (update {best['step']})"
+    kept = periodic_checkpoints(folder)[-cfg.train.average_last :] if cfg.train.average_last else []
+    if kept:
+        averaged = average_checkpoints(kept)
+        model.load_state_dict(averaged)
+        report = validate(model, run.prepared, cfg, run.device, run.precision)
+        steps = ", ".join(str(int(path.stem.split("_")[1])) for path in kept)
+        if report.bleu is not None:
+            average, best_score, name = report.bleu.metrics.bleu, run.progress.best_bleu, "BLEU"
+            average_wins = average >= best_score
+        else:
+            average, best_score, name = report.loss.loss, run.progress.best_loss, "loss"
+            average_wins = average <= best_score
+        logger.info(
+            "final model: validation %s %.4g for the average of updates %s, %.4g for %s",
+            name,
+            average,
+            steps,
+            best_score,
+            description,
+        )
+        if average_wins:
+            weights = averaged
+            description = f"average of {len(kept)} checkpoints (updates {steps})"
+    model.load_state_dict(weights)
+    final = folder / "final.pt"
+    save_checkpoint(
+        final,
+        final_state(
+            weights, step=run.progress.step, description=description, cfg=cfg, tokenizer=tokenizer
+        ),
+    )
+    logger.info("saved %s: %s", final, description)
+    return model, description
+
+
+def _evaluate_test(run: Run, model: nn.Module, description: str) -> dict[str, float]:
+    """Decode the test split with the final model; log and return its scores."""
     if "test" not in run.prepared.splits:
         return {}
-    kept = periodic_checkpoints(folder)
-    if n_average > 0 and kept:
-        weights, source = average_checkpoints(kept[-n_average:]), f"{len(kept[-n_average:])} avg"
-    elif (folder / "best.pt").is_file():
-        weights, source = load_checkpoint(folder / "best.pt")["model"], "best.pt"
-    else:
-        return {}
-    tokenizer = run.prepared.tokenizer
-    model = build_model(run.cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
-    model.load_state_dict(weights)
     metrics = evaluate_split(
-        model.to(run.device), tokenizer, run.cfg.decode, run.device, run.prepared.splits["test"]
+        model, run.prepared.tokenizer, run.cfg.decode, run.device, run.prepared.splits["test"]
     )
     scores = {"bleu": metrics.bleu, "bleu_lowercase": metrics.bleu_lowercase, "chrf": metrics.chrf}
     run.log.scalars({f"test/{key}": value for key, value in scores.items()}, run.progress.step)
-    logger.info("test (%s, %s):\n%s", run.cfg.data.test_split, source, format_metrics(metrics))
+    logger.info("test (%s, %s):\n%s", run.cfg.data.test_split, description, format_metrics(metrics))
     return {f"test_{key}": value for key, value in scores.items()}
 
 
@@ -213,8 +260,9 @@ def _finish(run: Run, reason: str, start_step: int) -> dict[str, float]:
     if run.progress.step > start_step and run.last_validated != run.progress.step:
         validate_and_save(run)
     metrics = dict(run.last_metrics)
-    if run.cfg.train.evaluate_test and run.env.is_main:
-        metrics.update(_evaluate_test(run))
+    if run.env.is_main and (final := _final_model(run)) is not None:
+        if run.cfg.train.evaluate_test:
+            metrics.update(_evaluate_test(run, *final))
     return metrics
 
 
