@@ -25,7 +25,7 @@ SESSION_STOP = re.compile(r"- stopped at update (\d+): ([^(\n]+)")
 
 
 def training_time(log: Path) -> tuple[datetime.timedelta, int, str]:
-    """(wall time over all sessions, last update, last stop reason) from a run's train.log."""
+    """(wall time over all sessions, last update, why training stopped) from a run's train.log."""
     total, start = datetime.timedelta(), None
     step, reason = 0, "not stopped"
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -37,7 +37,9 @@ def training_time(log: Path) -> tuple[datetime.timedelta, int, str]:
             start = when
         elif (stop := SESSION_STOP.search(line)) and start is not None:
             total += when - start
-            step, reason, start = int(stop.group(1)), stop.group(2).strip(), None
+            if int(stop.group(1)) > step:  # a session that only wrote final.pt keeps the reason
+                step, reason = int(stop.group(1)), stop.group(2).strip()
+            start = None
     return total, step, reason
 
 
