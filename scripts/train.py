@@ -26,4 +26,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv += cli.rank_overrides()  # under torchrun, rank 0 alone writes .hydra/ and train.log
     main()

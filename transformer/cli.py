@@ -38,6 +38,18 @@ def to_run_config(cfg: DictConfig, run_dir: str) -> TrainRunConfig:
     return run_cfg
 
 
+def rank_overrides(environ: dict[str, str] | None = None) -> list[str]:
+    """Hydra overrides for a torchrun worker of rank >= 1 (none for rank 0 or a single process).
+
+    Every rank runs Hydra in the same run folder; rank 0 alone writes `.hydra/` and `train.log`,
+    so the other ranks keep no config copy and log to their console.
+    """
+    environ = os.environ if environ is None else environ
+    if int(environ.get("RANK", "0")) == 0:
+        return []
+    return ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
+
+
 def _quiet_other_ranks() -> None:
     # torchrun starts one Hydra job per process; only rank 0 speaks (and writes the log file).
     if int(os.environ.get("RANK", "0")) != 0:
