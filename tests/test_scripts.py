@@ -3,12 +3,14 @@ table with the right pair counts, and the SentencePiece model in the run folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tiny import ONE_THREAD, ROOT
+from tiny import ONE_THREAD, ROOT, tiny_assets, write_checkpoint
 
 
 def prepare_data(corpus: Path, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -95,3 +97,29 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     assert row[6] == "average of 3 checkpoints, beam 5 |"
     row = done.stdout.splitlines()[3].split(" | ")
     assert row[6] == "final.pt: best.pt (update 1000), beam 5 |"
+
+
+def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
+    multi30k_dir: Path, tiny_parallel_corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    model, tokenizer, cfg = tiny_assets(tiny_parallel_corpus)
+    data = dataclasses.replace(cfg.data, source="multi30k", src_lang="en", tgt_lang="de")
+    checkpoint = write_checkpoint(
+        tmp_path / "m30k.pt", model, tokenizer, dataclasses.replace(cfg, data=data)
+    )
+    command = [
+        sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--d-model", "32", "--layers", "1",
+        "--heads", "2", "--d-ff", "64", "--vocab-size", "400", "--max-tokens", "512",
+        "--batches", "2", "--rounds", "2", "--bf16", "--checkpoint", str(checkpoint),
+        "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    env = {**ONE_THREAD, "MULTI30K_DIR": str(multi30k_dir)}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    rates = dict(re.findall(r"^  (ours fp32|nn.Transformer fp32)\s+([\d,]+)\s+x", out, re.M))
+    assert len(rates) == 2 and all(int(r.replace(",", "")) > 0 for r in rates.values()), out
+    assert re.search(r"^bf16 matrix product: x\d+\.\d the time of float32", out, re.M), out
+    speeds = re.findall(r"^  (greedy|beam 5)\s+([\d.]+) sentences/s", out, re.M)
+    assert [name for name, _ in speeds] == ["greedy", "beam 5"], out
+    assert "decoding test_2016_flickr (1000 sentences)" in out
