@@ -21,12 +21,18 @@ import torch
 
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\]")
 SESSION_START = "- run folder: "
+SESSION_RESUMED = re.compile(r"- resuming from .* \(update (\d+)\)")
 SESSION_STOP = re.compile(r"- stopped at update (\d+): ([^(\n]+)")
+STARTING_OVER = "train.resume=false: starting over"
 
 
 def training_time(log: Path) -> tuple[datetime.timedelta, int, str]:
-    """(wall time over all sessions, last update, why training stopped) from a run's train.log."""
-    total, start = datetime.timedelta(), None
+    """(wall time over all sessions, last update, why training stopped) from a run's train.log.
+
+    A session that made no update (one that only wrote final.pt) adds its time but keeps the
+    earlier stop reason; `train.resume=false` starts the count again.
+    """
+    total, start, first_step = datetime.timedelta(), None, 0
     step, reason = 0, "not stopped"
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
         stamp = STAMP.match(line)
@@ -34,10 +40,14 @@ def training_time(log: Path) -> tuple[datetime.timedelta, int, str]:
             continue
         when = datetime.datetime.fromisoformat(stamp.group(1))
         if SESSION_START in line:
-            start = when
+            start, first_step = when, 0
+        elif resumed := SESSION_RESUMED.search(line):
+            first_step = int(resumed.group(1))
+        elif STARTING_OVER in line:
+            total, step, reason = datetime.timedelta(), 0, "not stopped"
         elif (stop := SESSION_STOP.search(line)) and start is not None:
             total += when - start
-            if int(stop.group(1)) > step:  # a session that only wrote final.pt keeps the reason
+            if int(stop.group(1)) != first_step or reason == "not stopped":
                 step, reason = int(stop.group(1)), stop.group(2).strip()
             start = None
     return total, step, reason

@@ -97,6 +97,7 @@ def test_bad_choice_fails_naming_key_and_allowed_values() -> None:
         (lambda: DecodeConfig(beam_size=2, n_best=3), "n_best"),
         (lambda: DecodeConfig(beam_size=0), "beam_size"),
         (lambda: TrainConfig(precision="fp8"), "precision"),
+        (lambda: TrainConfig(keep_last=2, average_last=3), "raise keep_last or lower average"),
     ],
 )
 def test_cross_field_checks(build, pattern: str) -> None:

@@ -64,15 +64,20 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     run = tmp_path / "en-de"
     (run / "checkpoints" / "eval").mkdir(parents=True)
     (run / "train.log").write_text(
+        "[2026-01-01 09:00:00,001][transformer.cli][INFO] - run folder: x\n"
+        "[2026-01-01 09:30:00,001][t][INFO] - stopped at update 500: max_updates\n"
         "[2026-01-01 10:00:00,001][transformer.cli][INFO] - run folder: x\n"
+        "[2026-01-01 10:00:01,001][s][WARNING] - train.resume=false: starting over; the old...\n"
         "[2026-01-01 10:30:00,001][transformer.training.trainer][INFO] - update 10 | loss 3.0\n"
         "[2026-01-01 11:00:00,001][t][INFO] - stopped at update 900: signal (1:00:00 in all)\n"
         "[2026-01-01 12:00:00,001][transformer.cli][INFO] - run folder: x\n"
+        "[2026-01-01 12:00:05,001][s][INFO] - resuming from x/last.pt (update 900)\n"
         "[2026-01-01 12:20:30,001][t][INFO] - stopped at update 1200: max_epochs\n"
         "[2026-01-01 13:00:00,001][transformer.cli][INFO] - run folder: x\n"
+        "[2026-01-01 13:00:05,001][s][INFO] - resuming from x/last.pt (update 1200)\n"
         "[2026-01-01 13:00:10,001][t][INFO] - stopped at update 1200: max_updates\n",
         encoding="utf-8",
-    )  # three sessions: 1:00:00 + 0:20:30 + 0:00:10 (the last one only wrote final.pt)
+    )  # a run set aside, then sessions of 1:00:00 + 0:20:30 + 0:00:10 (the last wrote final.pt)
     report = {
         "checkpoint": "runs/x/checkpoints/last.pt",
         "averaged": ["a.pt", "b.pt", "c.pt"],

@@ -34,7 +34,7 @@ from transformer.config import (
 from transformer.data.batching import TokenBatchSampler
 from transformer.data.tokenizer import PAD_ID
 from transformer.model import build_model
-from transformer.training import trainer
+from transformer.training import final, trainer
 from transformer.training.setup import BatchStream
 from transformer.training.state import Progress, ResumeError, check_resumable
 from transformer.training.step import UpdateStep
@@ -326,41 +326,69 @@ def test_final_model_without_averaging_is_best_pt(reference_run: Path) -> None:
     assert cfg.model == make_config({"dir": Path()}, reference_run).model
 
 
-@pytest.mark.parametrize("average_validates_higher", [True, False])
-def test_final_model_is_the_average_unless_best_pt_validates_higher(
+@pytest.mark.parametrize(
+    ("criterion", "average_validates_better"), [("bleu", True), ("bleu", False), ("loss", True)]
+)
+def test_final_model_is_the_average_unless_best_pt_validates_better(
     corpus: dict[str, Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-    average_validates_higher: bool,
+    criterion: str,
+    average_validates_better: bool,
 ) -> None:
-    real_validate, real_final_model = trainer.validate, trainer._final_model
-    choosing = []  # non-empty once the loop has ended and the final model is being chosen
+    real_validate = final.validate
 
-    def validate(*args: object, **kwargs: object) -> object:
+    def validate(*args: object, **kwargs: object) -> object:  # the averaged model's validation
         report = real_validate(*args, **kwargs)
-        if choosing:  # the averaged model: make it win or lose against best.pt
-            report.bleu.metrics.bleu = 1e3 if average_validates_higher else -1.0
+        if criterion == "bleu":
+            report.bleu.metrics.bleu = 1e3 if average_validates_better else -1.0
+        else:
+            report.loss.loss = -1.0 if average_validates_better else 1e3
         return report
 
-    def final_model(run: object) -> object:
-        choosing.append(True)
-        return real_final_model(run)
-
-    monkeypatch.setattr(trainer, "validate", validate)
-    monkeypatch.setattr(trainer, "_final_model", final_model)
+    monkeypatch.setattr(final, "validate", validate)
     run_dir = tmp_path / "run"
-    caplog.set_level(logging.INFO, logger=trainer.__name__)
-    result = trainer.train(make_config(corpus, run_dir, average_last=2, evaluate_test=True))
+    caplog.set_level(logging.INFO)
+    cfg = make_config(
+        corpus, run_dir, average_last=2, evaluate_test=True, validate_bleu=criterion == "bleu"
+    )
+    result = trainer.train(cfg)
     folder = run_dir / "checkpoints"
-    final = load_checkpoint(folder / "final.pt")
-    if average_validates_higher:  # validations at updates 5, 10 and 12; the last 2 are kept
+    chosen = load_checkpoint(folder / "final.pt")
+    if average_validates_better:  # validations at updates 5, 10 and 12; the last 2 are kept
         kept = [folder / "checkpoint_00000010.pt", folder / "checkpoint_00000012.pt"]
-        assert _weights_equal(final["model"], average_checkpoints(kept))
-        assert final["description"] == "average of 2 checkpoints (updates 10, 12)"
+        assert _weights_equal(chosen["model"], average_checkpoints(kept))
+        assert chosen["description"] == "average of 2 checkpoints (updates 10, 12)"
     else:
         best = load_checkpoint(folder / "best.pt")
-        assert _weights_equal(final["model"], best["model"])
-        assert final["description"] == f"best.pt (update {best['step']})"
-    assert math.isfinite(result["test_bleu"])  # the test split was decoded with final.pt
-    assert f"saved {folder / 'final.pt'}: {final['description']}" in caplog.text
+        assert _weights_equal(chosen["model"], best["model"])
+        assert chosen["description"] == f"best.pt (update {best['step']})"
+    assert f"saved {folder / 'final.pt'}: {chosen['description']}" in caplog.text
+    assert f", {chosen['description']}):" in caplog.text  # the test split decoded with it
+    assert math.isfinite(result["test_bleu"])
+
+
+def test_new_updates_remove_final_pt_and_a_signal_stopped_run_can_be_finished(
+    corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    final_pt = run_dir / "checkpoints" / "final.pt"
+    trainer.train(make_config(corpus, run_dir, max_updates=7))
+    assert load_checkpoint(final_pt)["step"] == 7
+    original_call = UpdateStep.__call__
+
+    def call_then_terminate(self: UpdateStep, *args: object, **kwargs: object) -> object:
+        result = original_call(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(UpdateStep, "__call__", call_then_terminate)
+    result = trainer.train(make_config(corpus, run_dir))  # resumed for more, stopped at once
+    assert result["stop_reason"] == "signal" and result["step"] == 8
+    assert not final_pt.exists()  # it no longer holds the run's result
+    monkeypatch.setattr(UpdateStep, "__call__", original_call)
+    result = trainer.train(make_config(corpus, run_dir, max_updates=8))  # finish where it stopped
+    assert result["stop_reason"] == "max_updates" and math.isfinite(result["valid_loss"])
+    assert (run_dir / "checkpoints" / "checkpoint_00000008.pt").is_file()  # validated at 8
+    assert load_checkpoint(final_pt)["step"] == 8

@@ -4,8 +4,10 @@ A checkpoint is a dict: "model" (the unwrapped module's state, so never DDP's `m
 torch.compile's `_orig_mod.` prefixes), "config" (`dataclasses.asdict` of the TrainRunConfig),
 "tokenizer" (`Tokenizer.state_dict()`), "format_version", and for resuming "optimizer",
 "scheduler", "scaler", "step", "epoch", "sampler", "rng", "rng_ranks", "best_bleu",
-"best_loss", "bad_validations" (assembled in `transformer.training.state`). It holds only
-tensors and plain values, so it loads with `torch.load(weights_only=True)`.
+"best_loss", "bad_validations", "validated_step" (assembled in `transformer.training.state`).
+A run's final.pt holds "model", "config", "tokenizer", "format_version", "step" and a
+"description" of the model, and nothing for resuming. A checkpoint holds only tensors and plain
+values, so it loads with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from transformer.model import Seq2SeqTransformer, build_model
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+FINAL_NAME = "final.pt"  # the model a finished run reports (`transformer.training.final`)
 REQUIRED_KEYS = ("model", "config", "tokenizer", "format_version")
 _SECTIONS = {
     "model": ModelConfig,
@@ -78,7 +81,7 @@ def resolve_checkpoint(path: Path) -> Path:
     if not path.is_dir():
         return path
     for folder in (path / "checkpoints", path):
-        for name in ("final.pt", "best.pt", "last.pt"):
+        for name in (FINAL_NAME, "best.pt", "last.pt"):
             if (folder / name).is_file():
                 return folder / name
     raise CheckpointError(

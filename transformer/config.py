@@ -223,6 +223,11 @@ class TrainConfig:
         _check_positive("train", "cpu_threads", self.cpu_threads, allow_zero=True)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"train.label_smoothing={self.label_smoothing!r} must be in [0, 1).")
+        if self.average_last > self.keep_last:
+            raise ValueError(
+                f"train.average_last={self.average_last} averages more checkpoints than "
+                f"train.keep_last={self.keep_last} keeps; raise keep_last or lower average_last."
+            )
 
 
 @dataclass

@@ -55,7 +55,8 @@ def _common_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "checkpoint",
         type=Path,
-        help="a .pt checkpoint written by training, or a run folder (its final.pt, else best.pt)",
+        help="a .pt checkpoint written by training, or a run folder: its final.pt, else best.pt, "
+        "else last.pt",
     )
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if present")
     group = parser.add_argument_group("search (defaults: the checkpoint's decode config)")
@@ -189,7 +190,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or args.checkpoint.parent / "eval"
     info = {
         "checkpoint": str(args.checkpoint),
-        "description": load_checkpoint(args.checkpoint).get("description"),  # final.pt's
+        # final.pt says which model it holds; an average made here is listed under "averaged".
+        "description": None if averaged else load_checkpoint(args.checkpoint).get("description"),
         "averaged": [str(p) for p in averaged],
         "data": label if args.src is None else {"src": str(args.src), "ref": str(args.ref)},
         "direction": f"{tokenizer.src_lang}-{tokenizer.tgt_lang}",

@@ -111,8 +111,7 @@ class Run:
     progress: Progress
     log: TrainLogger
     started: float = field(default_factory=time.monotonic)
-    last_validated: int = -1  # update of the latest validation in this session
-    last_metrics: dict[str, float] = field(default_factory=dict)  # of that validation
+    last_metrics: dict[str, float] = field(default_factory=dict)  # of the latest validation
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from transformer.checkpoint import (
+    FINAL_NAME,
     FORMAT_VERSION,
     periodic_checkpoints,
     save_checkpoint,
@@ -51,6 +52,7 @@ class Progress:
     best_bleu: float = -math.inf
     best_loss: float = math.inf
     bad_validations: int = 0
+    validated_step: int = -1  # the update of the latest validation
 
     def record(self, bleu: float | None, loss: float) -> bool:
         """Count a validation; return True when it is the best so far (BLEU, else loss)."""
@@ -151,6 +153,7 @@ def checkpoint_state(
         "best_bleu": progress.best_bleu,
         "best_loss": progress.best_loss,
         "bad_validations": progress.bad_validations,
+        "validated_step": progress.validated_step,
         "config": dataclasses.asdict(cfg),
         "tokenizer": tokenizer.state_dict(),
         "format_version": FORMAT_VERSION,
@@ -211,6 +214,7 @@ def restore_state(
         best_bleu=state["best_bleu"],
         best_loss=state["best_loss"],
         bad_validations=state["bad_validations"],
+        validated_step=state.get("validated_step", -1),  # absent before final.pt existed
     )
     return progress, rng_ranks[rank % len(rng_ranks)]
 
@@ -231,6 +235,8 @@ def write_checkpoints(
 ) -> None:
     """Write last.pt, and link it as best.pt and checkpoint_<step>.pt; keep `keep_last` of those.
 
+    A final.pt of an earlier end of the run is removed: it no longer holds the run's result.
+
     Args:
         folder: the run's checkpoints/ folder.
         is_best: the state scored the best validation so far.
@@ -239,6 +245,7 @@ def write_checkpoints(
     """
     last = folder / "last.pt"
     save_checkpoint(last, state)
+    (folder / FINAL_NAME).unlink(missing_ok=True)  # stale now; the run's end writes it anew
     if is_best:
         _link_atomic(last, folder / "best.pt")
     if periodic and keep_last > 0:

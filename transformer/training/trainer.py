@@ -15,18 +15,7 @@ import threading
 import time
 from types import FrameType, TracebackType
 
-from torch import nn
-
-from transformer.checkpoint import (
-    average_checkpoints,
-    load_checkpoint,
-    periodic_checkpoints,
-    save_checkpoint,
-)
 from transformer.config import TrainRunConfig
-from transformer.data.tokenizer import PAD_ID
-from transformer.evaluation.metrics import format_metrics
-from transformer.model import build_model
 from transformer.runtime import pick_device, rng_state
 from transformer.training.distributed import (
     all_gather_objects,
@@ -36,11 +25,12 @@ from transformer.training.distributed import (
     init_distributed,
     max_over_ranks,
 )
+from transformer.training.final import evaluate_test, write_final_model
 from transformer.training.logger import Meter, flat_hparams
 from transformer.training.setup import Run, build_run
-from transformer.training.state import checkpoint_state, final_state, write_checkpoints
+from transformer.training.state import checkpoint_state, write_checkpoints
 from transformer.training.step import StepResult
-from transformer.training.validation import evaluate_split, format_samples, validate
+from transformer.training.validation import format_samples, validate
 
 logger = logging.getLogger(__name__)
 
@@ -130,73 +120,9 @@ def validate_and_save(run: Run) -> dict[str, float]:
         " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
         " (best)" if is_best else f" ({run.progress.bad_validations} without gain)",
     )
-    run.last_validated, run.last_metrics = step, metrics
+    run.progress.validated_step, run.last_metrics = step, metrics
     save(run, is_best=is_best, periodic=True)
     return metrics
-
-
-def _final_model(run: Run) -> tuple[nn.Module, str] | None:
-    """Choose the model the run reports, write it to checkpoints/final.pt, and return it.
-
-    The average of the last `train.average_last` periodic checkpoints, unless best.pt scored
-    higher on validation (BLEU, or loss when BLEU is off): a short run's average reaches back to
-    early, weaker checkpoints. Without averaging, best.pt. None when no validation has run.
-    """
-    cfg, folder = run.cfg, run.checkpoint_dir
-    best_path = folder / "best.pt"
-    if not best_path.is_file():
-        return None
-    tokenizer = run.prepared.tokenizer
-    model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
-    model.to(run.device)
-    best = load_checkpoint(best_path)
-    weights, description = best["model"], f"best.pt (update {best['step']})"
-    kept = periodic_checkpoints(folder)[-cfg.train.average_last :] if cfg.train.average_last else []
-    if kept:
-        averaged = average_checkpoints(kept)
-        model.load_state_dict(averaged)
-        report = validate(model, run.prepared, cfg, run.device, run.precision)
-        steps = ", ".join(str(int(path.stem.split("_")[1])) for path in kept)
-        if report.bleu is not None:
-            average, best_score, name = report.bleu.metrics.bleu, run.progress.best_bleu, "BLEU"
-            average_wins = average >= best_score
-        else:
-            average, best_score, name = report.loss.loss, run.progress.best_loss, "loss"
-            average_wins = average <= best_score
-        logger.info(
-            "final model: validation %s %.4g for the average of updates %s, %.4g for %s",
-            name,
-            average,
-            steps,
-            best_score,
-            description,
-        )
-        if average_wins:
-            weights = averaged
-            description = f"average of {len(kept)} checkpoints (updates {steps})"
-    model.load_state_dict(weights)
-    final = folder / "final.pt"
-    save_checkpoint(
-        final,
-        final_state(
-            weights, step=run.progress.step, description=description, cfg=cfg, tokenizer=tokenizer
-        ),
-    )
-    logger.info("saved %s: %s", final, description)
-    return model, description
-
-
-def _evaluate_test(run: Run, model: nn.Module, description: str) -> dict[str, float]:
-    """Decode the test split with the final model; log and return its scores."""
-    if "test" not in run.prepared.splits:
-        return {}
-    metrics = evaluate_split(
-        model, run.prepared.tokenizer, run.cfg.decode, run.device, run.prepared.splits["test"]
-    )
-    scores = {"bleu": metrics.bleu, "bleu_lowercase": metrics.bleu_lowercase, "chrf": metrics.chrf}
-    run.log.scalars({f"test/{key}": value for key, value in scores.items()}, run.progress.step)
-    logger.info("test (%s, %s):\n%s", run.cfg.data.test_split, description, format_metrics(metrics))
-    return {f"test_{key}": value for key, value in scores.items()}
 
 
 def _report(run: Run, meter: Meter, result: StepResult, lr: float) -> None:
@@ -253,16 +179,17 @@ def _loop(run: Run, stop: StopOnSignal) -> str:
     return reason
 
 
-def _finish(run: Run, reason: str, start_step: int) -> dict[str, float]:
+def _finish(run: Run, reason: str) -> dict[str, float]:
     if reason == "signal":
         save(run, is_best=False, periodic=False)
         return {}
-    if run.progress.step > start_step and run.last_validated != run.progress.step:
+    # Also after a signal stop: re-running with train.max_updates at its update finishes the run.
+    if run.progress.step > 0 and run.progress.validated_step != run.progress.step:
         validate_and_save(run)
     metrics = dict(run.last_metrics)
-    if run.env.is_main and (final := _final_model(run)) is not None:
+    if run.env.is_main and (final := write_final_model(run)) is not None:
         if run.cfg.train.evaluate_test:
-            metrics.update(_evaluate_test(run, *final))
+            metrics.update(evaluate_test(run, *final))
     return metrics
 
 
@@ -284,7 +211,6 @@ def train(cfg: TrainRunConfig) -> dict:
         run = build_run(cfg, env, device)
         with run.log:
             run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
-            start_step = run.progress.step
             with StopOnSignal() as stop:
                 reason = _loop(run, stop)
             # Outside the handler: Ctrl-C during the final validation and test decode stops it.
@@ -292,7 +218,7 @@ def train(cfg: TrainRunConfig) -> dict:
             logger.info(
                 "stopped at update %d: %s (%s in this session)", run.progress.step, reason, elapsed
             )
-            metrics = _finish(run, reason, start_step)
+            metrics = _finish(run, reason)
         return {
             "step": run.progress.step,
             "epoch": run.stream.epoch,
