@@ -153,20 +153,6 @@ def test_compile_wraps_ddp_and_accumulation_still_skips_the_sync(tmp_path: Path)
         destroy_distributed()
 
 
-@pytest.mark.parametrize("rank", ["0", "1"])
-def test_ranks_above_0_write_no_hydra_folder_and_no_log_file(rank: str) -> None:
-    """`--cfg hydra` prints the Hydra config a rank would run with, without training."""
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--cfg", "hydra"]
-    env = {**os.environ, "RANK": rank, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    writes_files = rank == "0"
-    assert ("output_subdir: .hydra" in done.stdout) == writes_files
-    assert ("filename: ${hydra.runtime.output_dir}/${hydra.job.name}.log" in done.stdout) == (
-        writes_files
-    )
-
-
 @pytest.mark.slow
 def test_torchrun_trains_with_two_ranks_and_rank0_writes(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
