@@ -56,9 +56,14 @@ def test_smoke_training_learns_checkpoints_logs_and_resumes(
     losses = [value for _, value in _scalars(run_dir, "train/loss")]
     assert losses[-1] < losses[0] - 1.0
     checkpoints = run_dir / "checkpoints"
-    assert {"last.pt", "best.pt", "checkpoint_00000200.pt", "checkpoint_00000300.pt"} == {
-        path.name for path in checkpoints.glob("*.pt")
-    }  # keep_last=2 of the periodic ones
+    assert {
+        "last.pt",
+        "best.pt",
+        "checkpoint_00000200.pt",
+        "checkpoint_00000300.pt",
+        "final.pt",
+    } == {path.name for path in checkpoints.glob("*.pt")}  # keep_last=2 of the periodic ones
+    assert "saved " + str(checkpoints / "final.pt") in log
     assert (run_dir / "spm.model").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
 
     # The same command with a larger budget continues from update 300.
