@@ -30,16 +30,20 @@ def training_time(log: Path) -> tuple[datetime.timedelta, int, str]:
     """(wall time over all sessions, last update, why training stopped) from a run's train.log.
 
     A session that made no update (one that only wrote final.pt) adds its time but keeps the
-    earlier stop reason; `train.resume=false` starts the count again.
+    earlier stop reason; a session killed before its "stopped" line adds the time up to its last
+    line; `train.resume=false` starts the count again.
     """
     total, start, first_step = datetime.timedelta(), None, 0
     step, reason = 0, "not stopped"
+    when = None
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
         stamp = STAMP.match(line)
         if stamp is None:
             continue
-        when = datetime.datetime.fromisoformat(stamp.group(1))
+        previous, when = when, datetime.datetime.fromisoformat(stamp.group(1))
         if SESSION_START in line:
+            if start is not None:  # the previous session ended without a "stopped" line
+                total += previous - start
             start, first_step = when, 0
         elif resumed := SESSION_RESUMED.search(line):
             first_step = int(resumed.group(1))

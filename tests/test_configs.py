@@ -98,6 +98,8 @@ def test_bad_choice_fails_naming_key_and_allowed_values() -> None:
         (lambda: DecodeConfig(beam_size=0), "beam_size"),
         (lambda: TrainConfig(precision="fp8"), "precision"),
         (lambda: TrainConfig(keep_last=2, average_last=3), "raise keep_last or lower average"),
+        (lambda: TrainConfig(late_dropout=1.0, late_dropout_from=10), "late_dropout"),
+        (lambda: TrainConfig(late_dropout=0.3), "late_dropout_from"),
     ],
 )
 def test_cross_field_checks(build, pattern: str) -> None:

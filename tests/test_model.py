@@ -167,6 +167,17 @@ def test_sharing_needs_equal_vocabularies() -> None:
         build_model(tiny_config(share_embeddings=True), V, V + 1, PAD)
 
 
+def test_set_dropout_changes_residual_and_embedding_dropout_only() -> None:
+    model = build_model(tiny_config(dropout=0.1, attn_dropout=0.05, ff_dropout=0.2), V, V, PAD)
+    model.set_dropout(0.3)
+    residual = [m.dropout.p for m in (model.src_embed, model.tgt_embed)]
+    residual += [layer.dropout.p for layer in [*model.encoder.layers, *model.decoder.layers]]
+    assert residual == [0.3] * (2 + 2 + 2)
+    layers = [*model.encoder.layers, *model.decoder.layers]
+    assert {layer.ff.dropout.p for layer in layers} == {0.2}
+    assert {layer.self_attn.attn_dropout for layer in layers} == {0.05}
+
+
 def test_model_exposes_contract_attributes() -> None:
     model = tiny_model()
     cfg = tiny_config()

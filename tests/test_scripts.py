@@ -73,11 +73,15 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
         "[2026-01-01 12:00:00,001][transformer.cli][INFO] - run folder: x\n"
         "[2026-01-01 12:00:05,001][s][INFO] - resuming from x/last.pt (update 900)\n"
         "[2026-01-01 12:20:30,001][t][INFO] - stopped at update 1200: max_epochs\n"
+        "[2026-01-01 12:30:00,001][transformer.cli][INFO] - run folder: x\n"
+        "[2026-01-01 12:30:05,001][s][INFO] - resuming from x/last.pt (update 1200)\n"
+        "[2026-01-01 12:35:00,001][transformer.training.trainer][INFO] - update 1210 | loss 2\n"
         "[2026-01-01 13:00:00,001][transformer.cli][INFO] - run folder: x\n"
         "[2026-01-01 13:00:05,001][s][INFO] - resuming from x/last.pt (update 1200)\n"
         "[2026-01-01 13:00:10,001][t][INFO] - stopped at update 1200: max_updates\n",
         encoding="utf-8",
-    )  # a run set aside, then sessions of 1:00:00 + 0:20:30 + 0:00:10 (the last wrote final.pt)
+    )  # a run set aside, then sessions of 1:00:00 + 0:20:30, one killed after 0:05:00 and
+    # one of 0:00:10 that wrote final.pt
     report = {
         "checkpoint": "runs/x/checkpoints/last.pt",
         "averaged": ["a.pt", "b.pt", "c.pt"],
@@ -98,7 +102,7 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     row = done.stdout.splitlines()[2].split(" | ")
     assert row[0] == "| en→de" and row[1] == "multi30k test_2017_flickr"
     assert row[2:5] == ["33.3", "34.1", "61.2"]
-    assert row[5] == "1:20:40 (1,200 updates, max_epochs)"
+    assert row[5] == "1:25:40 (1,200 updates, max_epochs)"
     assert row[6] == "average of 3 checkpoints, beam 5 |"
     row = done.stdout.splitlines()[3].split(" | ")
     assert row[6] == "final.pt: best.pt (update 1000), beam 5 |"

@@ -144,6 +144,22 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(
     assert_same_training(reference_run, run_dir)
 
 
+def test_late_dropout_starts_after_its_update_also_in_a_resumed_run(
+    corpus: dict[str, Path], reference_run: Path
+) -> None:
+    late = dict(late_dropout=0.5, late_dropout_from=7)
+    uninterrupted = reference_run.parent / "late-dropout"
+    trainer.train(make_config(corpus, uninterrupted, **late))
+    reference, losses = train_losses(reference_run), train_losses(uninterrupted)
+    assert [losses[s] for s in range(1, 8)] == [reference[s] for s in range(1, 8)]
+    assert all(losses[s] != reference[s] for s in range(8, N_UPDATES + 1))
+    for stop_at in (7, 9):  # a session ending at the switch, and one ending past it
+        run_dir = reference_run.parent / f"late-dropout-stopped-{stop_at}"
+        trainer.train(make_config(corpus, run_dir, **late, max_updates=stop_at))
+        trainer.train(make_config(corpus, run_dir, **late))
+        assert train_losses(run_dir) == losses
+
+
 def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(
     corpus: dict[str, Path], reference_run: Path
 ) -> None:

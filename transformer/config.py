@@ -188,6 +188,10 @@ class TrainConfig:
     max_tokens: int = 4096  # token budget per batch and rank, padding included
     accum_steps: int = 1  # batches per update
     label_smoothing: float = 0.1
+    # "Late dropout" (Liu et al., 2023): model.dropout until update late_dropout_from, then
+    # late_dropout, for runs that learn fastest with little dropout but overfit later. None: off.
+    late_dropout: float | None = None
+    late_dropout_from: int = 0
     max_updates: int = 0  # 0: no limit
     max_epochs: int = 0  # 0: no limit
     max_time_minutes: float = 0.0  # wall-time limit; 0: no limit
@@ -223,6 +227,10 @@ class TrainConfig:
         _check_positive("train", "cpu_threads", self.cpu_threads, allow_zero=True)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"train.label_smoothing={self.label_smoothing!r} must be in [0, 1).")
+        if self.late_dropout is not None:
+            if not 0.0 <= self.late_dropout < 1.0:
+                raise ValueError(f"train.late_dropout={self.late_dropout!r} must be in [0, 1).")
+            _check_positive("train", "late_dropout_from", self.late_dropout_from)
         if self.average_last > self.keep_last:
             raise ValueError(
                 f"train.average_last={self.average_last} averages more checkpoints than "

@@ -171,6 +171,15 @@ class Seq2SeqTransformer(nn.Module):
         x, cache = self.decoder.step(x, cache)  # (B, 1, D)
         return self.output_proj(x[:, 0]), cache  # (B, V)
 
+    def set_dropout(self, p: float) -> None:
+        """Set the residual and embedding dropout (the paper's P_drop, `model.dropout`) to p.
+
+        Attention-weight and feed-forward dropout keep their values.
+        """
+        for module in self.modules():
+            if isinstance(module, (InputEmbedding, EncoderLayer, DecoderLayer)):
+                module.dropout.p = p
+
     def cross_attention_weights(
         self, src_ids: torch.Tensor, tgt_in_ids: torch.Tensor
     ) -> torch.Tensor:

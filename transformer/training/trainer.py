@@ -158,9 +158,21 @@ def _stop_reason(run: Run, stop: StopOnSignal) -> str | None:
     return {0: None, 1: "max_time_minutes", 2: "signal"}[flag]
 
 
+def _late_dropout(run: Run, *, session_start: bool = False) -> None:
+    """Switch to train.late_dropout once update train.late_dropout_from is done (checked after
+    each update, and at the start of a session that resumes past it)."""
+    cfg, step = run.cfg.train, run.progress.step
+    if cfg.late_dropout is None:
+        return
+    if step == cfg.late_dropout_from or (session_start and step > cfg.late_dropout_from):
+        run.model.set_dropout(cfg.late_dropout)
+        logger.info("from update %d on: dropout %g (train.late_dropout)", step, cfg.late_dropout)
+
+
 def _loop(run: Run, stop: StopOnSignal) -> str:
     cfg = run.cfg.train
     meter = Meter(run.device)
+    _late_dropout(run, session_start=True)
     while (reason := _stop_reason(run, stop)) is None:
         batches = run.stream.take(cfg.accum_steps)
         if not batches:
@@ -170,6 +182,7 @@ def _loop(run: Run, stop: StopOnSignal) -> str:
         result = run.step(batches, want_grad_norm=log_now)
         run.scheduler.step()
         run.progress.step += 1
+        _late_dropout(run)
         meter.add(result.loss, result.nll, result.n_tokens)
         run.log.progress(1)
         if log_now:
