@@ -117,6 +117,16 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def periodic_name(step: int) -> str:
+    """The file name of the periodic checkpoint at update `step`: checkpoint_<step>.pt."""
+    return f"checkpoint_{step:08d}.pt"
+
+
+def periodic_step(path: Path) -> int:
+    """The update of a periodic checkpoint, read from its name (no need to load the file)."""
+    return int(path.stem.removeprefix("checkpoint_"))
+
+
 def periodic_checkpoints(folder: Path) -> list[Path]:
     """The kept checkpoint_<step>.pt files of a run's checkpoints/ folder, oldest first."""
     return sorted(folder.glob("checkpoint_*.pt"))

@@ -18,6 +18,7 @@ from transformer.checkpoint import (
     average_checkpoints,
     load_checkpoint,
     periodic_checkpoints,
+    periodic_step,
     save_checkpoint,
 )
 from transformer.data.tokenizer import PAD_ID
@@ -44,8 +45,7 @@ def _choose_weights(run: Run, model: nn.Module) -> tuple[dict[str, torch.Tensor]
     averaged = average_checkpoints(kept)
     model.load_state_dict(averaged)
     report = validate(model, run.prepared, cfg, run.device, run.precision)
-    # checkpoint_<step>.pt (write_checkpoints names them): no second load of each file
-    steps = ", ".join(str(int(path.stem.removeprefix("checkpoint_"))) for path in kept)
+    steps = ", ".join(str(periodic_step(path)) for path in kept)
     if report.bleu is not None:
         name, average, best_score = "BLEU", report.bleu.metrics.bleu, run.progress.best_bleu
         average_wins = average >= best_score

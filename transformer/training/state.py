@@ -21,6 +21,7 @@ from transformer.checkpoint import (
     FINAL_NAME,
     FORMAT_VERSION,
     periodic_checkpoints,
+    periodic_name,
     save_checkpoint,
     unwrap_model,
 )
@@ -249,7 +250,7 @@ def write_checkpoints(
     if is_best:
         _link_atomic(last, folder / "best.pt")
     if periodic and keep_last > 0:
-        _link_atomic(last, folder / f"checkpoint_{state['step']:08d}.pt")
+        _link_atomic(last, folder / periodic_name(state["step"]))
     for old in periodic_checkpoints(folder)[: -keep_last or None]:
         old.unlink()
     logger.info("saved %s%s (update %d)", last, " and best.pt" if is_best else "", state["step"])
