@@ -4,7 +4,8 @@
 Each RUN is a run folder (e.g. runs/multi30k/en-de). A row per JSON report that
 `scripts/evaluate.py` wrote under RUN/checkpoints/eval/, with cased and lowercased BLEU and chrF,
 and the run's training wall time: the sum, over the sessions in RUN/train.log, of the time from
-a session's first line to its "stopped at update" line (so a resumed run counts every session).
+a session's first line to its "stopped at update" line (so a resumed run counts every session),
+and the hardware those sessions logged.
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import re
 import sys
 from pathlib import Path
-
-import torch
 
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\]")
 SESSION_START = "- run folder: "
 SESSION_RESUMED = re.compile(r"- resuming from .* \(update (\d+)\)")
 SESSION_STOP = re.compile(r"- stopped at update (\d+): ([^(\n]+)")
 STARTING_OVER = "train.resume=false: starting over"
+HARDWARE = re.compile(r"- hardware: (.+)$")
 
 
 def training_time(log: Path) -> tuple[datetime.timedelta, int, str]:
@@ -57,9 +56,21 @@ def training_time(log: Path) -> tuple[datetime.timedelta, int, str]:
     return total, step, reason
 
 
+def hardware(log: Path) -> str:
+    """The hardware the run's sessions logged, each kind once, in order ("not logged" if none)."""
+    seen: list[str] = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if STARTING_OVER in line:
+            seen = []
+        elif (match := HARDWARE.search(line)) and match.group(1) not in seen:
+            seen.append(match.group(1))
+    return " + ".join(seen) or "not logged"
+
+
 def rows(run: Path) -> list[dict]:
     """One row per evaluation report of the run, test sets in name order."""
     wall, step, reason = training_time(run / "train.log")
+    trained_on = hardware(run / "train.log")
     out = []
     for report_path in sorted((run / "checkpoints" / "eval").glob("*.json")):
         report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -77,17 +88,11 @@ def rows(run: Path) -> list[dict]:
                 "BLEU (lowercased)": f"{metrics['bleu_lowercase']:.1f}",
                 "chrF": f"{metrics['chrf']:.1f}",
                 "training": f"{wall} ({step:,} updates, {reason})",
+                "hardware": trained_on,
                 "model": f"{model}, beam {report['decode']['beam_size']}",
             }
         )
     return out
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -103,9 +108,6 @@ def main() -> int:
     print("|" + "---|" * len(header))
     for row in table:
         print("| " + " | ".join(row[key] for key in header) + " |")
-    print(
-        f"\nscored on: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    )
     return 0
 
 

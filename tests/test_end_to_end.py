@@ -12,6 +12,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from transformer.runtime import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 N_UPDATES, MORE_UPDATES = 300, 320
 # The smoke model (1 layer, 64 wide) reaches about 5-6 BLEU on the first 100 validation sentences
@@ -48,6 +50,7 @@ def test_smoke_training_learns_checkpoints_logs_and_resumes(
     assert [step for step, _ in bleu] == [100, 200, 300]
     assert bleu[-1][1] > bleu[0][1] and bleu[-1][1] > BLEU_FLOOR, bleu
     assert "validation BLEU signature: nrefs:1|case:mixed" in log
+    assert f"hardware: {cpu_name()}, 1 thread\n" in log  # OMP_NUM_THREADS=1
     assert "BLEU = " in log and "BLEU (lowercased" in log and "chrF = " in log  # final test
     for tag in ("test/bleu", "test/bleu_lowercase", "test/chrf"):
         assert _scalars(run_dir, tag), tag

@@ -65,23 +65,27 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     (run / "checkpoints" / "eval").mkdir(parents=True)
     (run / "train.log").write_text(
         "[2026-01-01 09:00:00,001][transformer.cli][INFO] - run folder: x\n"
+        "[2026-01-01 09:00:01,001][s][INFO] - hardware: Old CPU, 4 threads\n"
         "[2026-01-01 09:30:00,001][t][INFO] - stopped at update 500: max_updates\n"
         "[2026-01-01 10:00:00,001][transformer.cli][INFO] - run folder: x\n"
         "[2026-01-01 10:00:01,001][s][WARNING] - train.resume=false: starting over; the old...\n"
+        "[2026-01-01 10:00:02,001][s][INFO] - hardware: AMD EPYC, 1 thread\n"
         "[2026-01-01 10:30:00,001][transformer.training.trainer][INFO] - update 10 | loss 3.0\n"
         "[2026-01-01 11:00:00,001][t][INFO] - stopped at update 900: signal (1:00:00 in all)\n"
         "[2026-01-01 12:00:00,001][transformer.cli][INFO] - run folder: x\n"
         "[2026-01-01 12:00:05,001][s][INFO] - resuming from x/last.pt (update 900)\n"
+        "[2026-01-01 12:00:06,001][s][INFO] - hardware: AMD EPYC, 1 thread\n"
         "[2026-01-01 12:20:30,001][t][INFO] - stopped at update 1200: max_epochs\n"
         "[2026-01-01 12:30:00,001][transformer.cli][INFO] - run folder: x\n"
         "[2026-01-01 12:30:05,001][s][INFO] - resuming from x/last.pt (update 1200)\n"
+        "[2026-01-01 12:30:06,001][s][INFO] - hardware: NVIDIA H200\n"
         "[2026-01-01 12:35:00,001][transformer.training.trainer][INFO] - update 1210 | loss 2\n"
         "[2026-01-01 13:00:00,001][transformer.cli][INFO] - run folder: x\n"
         "[2026-01-01 13:00:05,001][s][INFO] - resuming from x/last.pt (update 1200)\n"
         "[2026-01-01 13:00:10,001][t][INFO] - stopped at update 1200: max_updates\n",
         encoding="utf-8",
     )  # a run set aside, then sessions of 1:00:00 + 0:20:30, one killed after 0:05:00 and
-    # one of 0:00:10 that wrote final.pt
+    # one of 0:00:10 that wrote final.pt; the set-aside run's hardware does not count
     report = {
         "checkpoint": "runs/x/checkpoints/last.pt",
         "averaged": ["a.pt", "b.pt", "c.pt"],
@@ -103,9 +107,10 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     assert row[0] == "| en→de" and row[1] == "multi30k test_2017_flickr"
     assert row[2:5] == ["33.3", "34.1", "61.2"]
     assert row[5] == "1:25:40 (1,200 updates, max_epochs)"
-    assert row[6] == "average of 3 checkpoints, beam 5 |"
+    assert row[6] == "AMD EPYC, 1 thread + NVIDIA H200"
+    assert row[7] == "average of 3 checkpoints, beam 5 |"
     row = done.stdout.splitlines()[3].split(" | ")
-    assert row[6] == "final.pt: best.pt (update 1000), beam 5 |"
+    assert row[7] == "final.pt: best.pt (update 1000), beam 5 |"
 
 
 def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(

@@ -145,7 +145,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(
 
 
 def test_late_dropout_starts_after_its_update_also_in_a_resumed_run(
-    corpus: dict[str, Path], reference_run: Path
+    corpus: dict[str, Path], reference_run: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     late = dict(late_dropout=0.5, late_dropout_from=7)
     uninterrupted = reference_run.parent / "late-dropout"
@@ -156,8 +156,11 @@ def test_late_dropout_starts_after_its_update_also_in_a_resumed_run(
     for stop_at in (7, 9):  # a session ending at the switch, and one ending past it
         run_dir = reference_run.parent / f"late-dropout-stopped-{stop_at}"
         trainer.train(make_config(corpus, run_dir, **late, max_updates=stop_at))
-        trainer.train(make_config(corpus, run_dir, **late))
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="transformer.training.trainer"):
+            trainer.train(make_config(corpus, run_dir, **late))
         assert train_losses(run_dir) == losses
+    assert "dropout 0.5 since update 7" in caplog.text  # the resume past the switch says so
 
 
 def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(

@@ -1,10 +1,12 @@
-"""Device choice, autocast precision, seeding and RNG state capture."""
+"""Device choice and description, autocast precision, seeding and RNG state capture."""
 
 from __future__ import annotations
 
 import contextlib
+import platform
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +25,25 @@ def pick_device(name: str) -> torch.device:
             "device=cuda was requested but no CUDA device is available; use device=cpu."
         )
     return torch.device(name)
+
+
+def describe_hardware(device: torch.device, world_size: int = 1) -> str:
+    """What a run trains on, for its log: the GPU's name, or the CPU's and its thread count."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return name if world_size == 1 else f"{world_size} × {name}"
+    threads = torch.get_num_threads()
+    return f"{cpu_name()}, {threads} thread{'' if threads == 1 else 's'}"
+
+
+def cpu_name() -> str:
+    """The processor's model name from /proc/cpuinfo, or what `platform` knows elsewhere."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

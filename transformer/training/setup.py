@@ -23,7 +23,12 @@ from transformer.data.batching import Batch, TokenBatchSampler, collate
 from transformer.data.prepare import PreparedData, format_stats, prepare_data
 from transformer.data.tokenizer import META_FILE, PAD_ID
 from transformer.model import build_model
-from transformer.runtime import resolve_precision, seed_everything, set_rng_state
+from transformer.runtime import (
+    describe_hardware,
+    resolve_precision,
+    seed_everything,
+    set_rng_state,
+)
 from transformer.training.distributed import DistEnv, barrier
 from transformer.training.logger import TrainLogger
 from transformer.training.optim import build_optimizer, build_scheduler
@@ -262,6 +267,7 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
         set_rng_state(rng)  # last: nothing below draws random numbers before training
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters, %s on %s", n_params / 1e6, precision, device)
+    logger.info("hardware: %s", describe_hardware(device, env.world_size))
     return Run(
         cfg=cfg,
         env=env,

@@ -164,9 +164,15 @@ def _late_dropout(run: Run, *, session_start: bool = False) -> None:
     cfg, step = run.cfg.train, run.progress.step
     if cfg.late_dropout is None:
         return
-    if step == cfg.late_dropout_from or (session_start and step > cfg.late_dropout_from):
+    if step == cfg.late_dropout_from:
         run.model.set_dropout(cfg.late_dropout)
         logger.info("from update %d on: dropout %g (train.late_dropout)", step, cfg.late_dropout)
+    elif session_start and step > cfg.late_dropout_from:
+        run.model.set_dropout(cfg.late_dropout)
+        logger.info(
+            "dropout %g since update %d (train.late_dropout)", cfg.late_dropout,
+            cfg.late_dropout_from,
+        )  # fmt: skip
 
 
 def _loop(run: Run, stop: StopOnSignal) -> str:
