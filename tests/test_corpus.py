@@ -138,9 +138,16 @@ def _hub_folder(folder: Path, corpus: dict[str, Path]) -> Path:
 
 
 def test_hub_dataset_through_load_dataset(
-    tiny_parallel_corpus: dict[str, Path], tmp_path: Path
+    tiny_parallel_corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _hub_folder(tmp_path / "hub", tiny_parallel_corpus)
+    loads, load_dataset = [], datasets.load_dataset
+
+    def counted_load(*args: object, **kwargs: object) -> datasets.DatasetDict:
+        loads.append(args)
+        return load_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", counted_load)
     cfg = DataConfig(
         source="hf",
         hf_path=str(folder),
@@ -151,6 +158,7 @@ def test_hub_dataset_through_load_dataset(
         cache_dir=str(tmp_path / "data"),
     )
     corpus = load_corpus(cfg)
+    assert len(loads) == 1  # three splits from one load
     assert corpus["train"]["src"] == _lines(tiny_parallel_corpus["train.de"])
     assert corpus["test"]["tgt"] == _lines(tiny_parallel_corpus["test.en"])
     assert read_split(cfg, "validation").n_empty == 1

@@ -4,6 +4,7 @@ translation corpora, and a user's own files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -79,18 +80,21 @@ def _text_files(cfg: DataConfig, split: str) -> CorpusSplit:
 
 
 def _load_hf(cfg: DataConfig) -> datasets.DatasetDict:
+    assert cfg.hf_path is not None  # DataConfig checks it for source=hf
+    return _load_hf_once(cfg.hf_path, cfg.hf_name, str(Path(cfg.cache_dir) / "hf"))
+
+
+@functools.lru_cache(maxsize=2)  # the splits of one corpus are read one after another
+def _load_hf_once(path: str, name: str | None, cache_dir: str) -> datasets.DatasetDict:
     import datasets
 
-    assert cfg.hf_path is not None  # DataConfig checks it for source=hf
     try:
-        if (Path(cfg.hf_path) / "dataset_dict.json").is_file():  # a save_to_disk folder
-            return datasets.load_from_disk(cfg.hf_path)
-        return datasets.load_dataset(
-            cfg.hf_path, cfg.hf_name, cache_dir=str(Path(cfg.cache_dir) / "hf")
-        )
+        if (Path(path) / "dataset_dict.json").is_file():  # a save_to_disk folder
+            return datasets.load_from_disk(path)
+        return datasets.load_dataset(path, name, cache_dir=cache_dir)
     except (OSError, ValueError) as error:
         raise CorpusError(
-            f"Could not load data.hf_path={cfg.hf_path!r}, data.hf_name={cfg.hf_name!r}: {error}"
+            f"Could not load data.hf_path={path!r}, data.hf_name={name!r}: {error}"
         ) from error
 
 
