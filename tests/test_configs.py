@@ -16,6 +16,7 @@ from transformer import cli
 from transformer.config import (
     DecodeConfig,
     ModelConfig,
+    OptimConfig,
     TrainConfig,
     TrainRunConfig,
 )
@@ -100,6 +101,11 @@ def test_bad_choice_fails_naming_key_and_allowed_values() -> None:
         (lambda: TrainConfig(keep_last=2, average_last=3), "raise keep_last or lower average"),
         (lambda: TrainConfig(late_dropout=1.0, late_dropout_from=10), "late_dropout"),
         (lambda: TrainConfig(late_dropout=0.3), "late_dropout_from"),
+        (lambda: OptimConfig(cooldown_updates=-1), "cooldown_updates"),
+        (
+            lambda: TrainRunConfig(optim=OptimConfig(cooldown_updates=500)),
+            r"cooldown_updates=500 .* train.max_updates, which is 0",
+        ),
     ],
 )
 def test_cross_field_checks(build, pattern: str) -> None:

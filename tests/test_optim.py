@@ -11,6 +11,7 @@ from torch import nn
 from transformer.training.optim import (
     build_optimizer,
     build_scheduler,
+    cooldown,
     lr_at,
     param_groups,
 )
@@ -108,6 +109,26 @@ def test_scheduler_applies_the_rate_of_each_update(schedule: str) -> None:
             update, schedule=schedule, lr=2e-3, warmup_steps=3, d_model=8, noam_factor=1.0
         )
         assert optimizer.param_groups[0]["lr"] == pytest.approx(expected)
+        optimizer.step()
+        scheduler.step()
+
+
+def test_cooldown_takes_the_last_updates_linearly_towards_zero() -> None:
+    factors = [cooldown(update, last_update=10, n_updates=4) for update in range(1, 12)]
+    assert factors == pytest.approx([1.0] * 6 + [0.8, 0.6, 0.4, 0.2, 0.0])
+    assert [cooldown(u, last_update=10, n_updates=0) for u in (1, 10, 20)] == [1.0, 1.0, 1.0]
+    optimizer = build_optimizer(
+        _Toy(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0, fused=False
+    )
+    scheduler = build_scheduler(
+        optimizer, schedule="inverse_sqrt", lr=1e-3, warmup_steps=2, d_model=8, noam_factor=1.0,
+        cooldown_updates=4, last_update=10,
+    )  # fmt: skip
+    for update in range(1, 11):
+        scheduled = lr_at(
+            update, schedule="inverse_sqrt", lr=1e-3, warmup_steps=2, d_model=8, noam_factor=1.0
+        )
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(scheduled * factors[update - 1])
         optimizer.step()
         scheduler.step()
 

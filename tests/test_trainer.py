@@ -74,11 +74,16 @@ def make_config(corpus: dict[str, Path], run_dir: Path, **train: object) -> Trai
     )
 
 
-def train_losses(run_dir: Path) -> dict[int, float]:
-    """train/loss per update from every TensorBoard event file of the run."""
+def train_scalars(run_dir: Path, tag: str) -> dict[int, float]:
+    """A scalar per update from every TensorBoard event file of the run."""
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
-    return {event.step: event.value for event in events.Scalars("train/loss")}
+    return {event.step: event.value for event in events.Scalars(tag)}
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    """train/loss per update from every TensorBoard event file of the run."""
+    return train_scalars(run_dir, "train/loss")
 
 
 def assert_same_training(reference: Path, other: Path) -> None:
@@ -161,6 +166,21 @@ def test_late_dropout_starts_after_its_update_also_in_a_resumed_run(
             trainer.train(make_config(corpus, run_dir, **late))
         assert train_losses(run_dir) == losses
     assert "dropout 0.5 since update 7" in caplog.text  # the resume past the switch says so
+
+
+def test_cooldown_lowers_the_rate_of_the_last_updates_to_train_max_updates(
+    corpus: dict[str, Path], reference_run: Path
+) -> None:
+    run_dir = reference_run.parent / "cooldown"
+    cfg = make_config(corpus, run_dir)
+    trainer.train(
+        dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, cooldown_updates=4))
+    )
+    rates, reference = train_scalars(run_dir, "train/lr"), train_scalars(reference_run, "train/lr")
+    assert sorted(rates) == list(range(1, N_UPDATES + 1))
+    for update, rate in rates.items():  # the last 4 of 12 updates at 4/5, 3/5, 2/5, 1/5
+        factor = min(1.0, (N_UPDATES + 1 - update) / 5)
+        assert rate == pytest.approx(reference[update] * factor, rel=1e-5), update
 
 
 def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(

@@ -148,9 +148,13 @@ class OptimConfig:
     warmup_steps: int = 4000
     noam_factor: float = 1.0  # scales the noam formula
     clip_norm: float = 0.0  # 0 disables gradient clipping
+    # The last cooldown_updates updates before train.max_updates take the scheduled rate down
+    # linearly towards 0 (a cooldown, as in warmup-stable-decay schedules). 0: off.
+    cooldown_updates: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("optim", "schedule", self.schedule, SCHEDULES)
+        _check_positive("optim", "cooldown_updates", self.cooldown_updates, allow_zero=True)
         _check_positive("optim", "lr", self.lr)
         _check_positive("optim", "warmup_steps", self.warmup_steps, allow_zero=True)
         _check_positive("optim", "clip_norm", self.clip_norm, allow_zero=True)
@@ -254,6 +258,12 @@ class TrainRunConfig:
     run_dir: str = "."
 
     def __post_init__(self) -> None:
+        if self.optim.cooldown_updates and self.train.max_updates <= self.optim.cooldown_updates:
+            raise ValueError(
+                f"optim.cooldown_updates={self.optim.cooldown_updates} ends the run's rate at "
+                f"train.max_updates, which is {self.train.max_updates}; set train.max_updates "
+                "above the cooldown (the run's last update)."
+            )
         # Sources get EOS and targets BOS added: the longest kept pair needs one more position.
         if self.data.max_tokens_per_side + 1 > self.model.max_positions:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""Adam with parameter groups, and the learning-rate schedules (paper section 5.3)."""
+"""Adam with parameter groups, and the learning-rate schedules (paper section 5.3) with an
+optional linear cooldown to 0 at the end of the run."""
 
 from __future__ import annotations
 
@@ -82,6 +83,14 @@ def constant(update: int, warmup_steps: int) -> float:
     return min(1.0, update / warmup_steps) if warmup_steps > 0 else 1.0
 
 
+def cooldown(update: int, last_update: int, n_updates: int) -> float:
+    """Factor of the scheduled rate: 1, then over the last `n_updates` up to `last_update` a
+    linear fall towards 0 (reached one update after the last). `n_updates` 0: always 1."""
+    if n_updates == 0:
+        return 1.0
+    return min(1.0, max(0.0, (last_update + 1 - update) / (n_updates + 1)))
+
+
 def lr_at(
     update: int, *, schedule: str, lr: float, warmup_steps: int, d_model: int, noam_factor: float
 ) -> float:
@@ -106,8 +115,11 @@ def build_scheduler(
     warmup_steps: int,
     d_model: int,
     noam_factor: float,
+    cooldown_updates: int = 0,
+    last_update: int = 0,
 ) -> LambdaLR:
-    """A `LambdaLR` that sets the rate of each update to `lr_at(update, ...)`.
+    """A `LambdaLR` that sets the rate of each update to `lr_at(update, ...)`, times
+    `cooldown(update, last_update, cooldown_updates)`.
 
     `LambdaLR` scales the optimizer's initial rate (`lr`) and counts its steps from 0 for the
     first update, hence the `step + 1` and the division by `lr`.
@@ -122,6 +134,6 @@ def build_scheduler(
             d_model=d_model,
             noam_factor=noam_factor,
         )
-        return rate / lr
+        return rate / lr * cooldown(step + 1, last_update, cooldown_updates)
 
     return LambdaLR(optimizer, lr_factor)
