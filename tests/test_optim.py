@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from transformer.training.optim import (
+    apply_schedule,
     build_optimizer,
     build_scheduler,
     cooldown,
@@ -150,3 +152,29 @@ def test_scheduler_state_round_trip_resumes_the_schedule() -> None:
     sched2.load_state_dict(sched.state_dict())
     assert sched2.get_last_lr() == pytest.approx(sched.get_last_lr())
     assert sched2.last_epoch == 6
+
+
+def test_a_schedule_changed_at_resume_sets_the_rate_of_the_next_update() -> None:
+    def make(cooldown_updates: int) -> tuple[torch.optim.Optimizer, LambdaLR]:
+        opt = build_optimizer(
+            _Toy(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0, fused=False
+        )
+        return opt, build_scheduler(
+            opt, schedule="inverse_sqrt", lr=1e-3, warmup_steps=4, d_model=8, noam_factor=1.0,
+            cooldown_updates=cooldown_updates, last_update=10,
+        )  # fmt: skip
+
+    opt, sched = make(cooldown_updates=0)
+    for _ in range(6):
+        opt.step()
+        sched.step()
+    resumed_opt, resumed = make(cooldown_updates=4)
+    resumed_opt.load_state_dict(opt.state_dict())
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]  # the old schedule's
+    apply_schedule(resumed)
+    update_7 = lr_at(7, schedule="inverse_sqrt", lr=1e-3, warmup_steps=4, d_model=8, noam_factor=1)
+    assert resumed_opt.param_groups[0]["lr"] == pytest.approx(update_7 * 0.8)  # 4/5: cooldown
+    assert resumed.get_last_lr() == [pytest.approx(update_7 * 0.8)] * 2
+    apply_schedule(sched)  # the same schedule: the same rate
+    assert opt.param_groups[0]["lr"] == pytest.approx(update_7)

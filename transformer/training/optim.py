@@ -137,3 +137,19 @@ def build_scheduler(
         return rate / lr * cooldown(step + 1, last_update, cooldown_updates)
 
     return LambdaLR(optimizer, lr_factor)
+
+
+def apply_schedule(scheduler: LambdaLR) -> None:
+    """Set each parameter group's rate for the next update from the scheduler's own schedule.
+
+    After `load_state_dict`, the optimizer still holds the rate the saved run's schedule gave;
+    a run resumed with another schedule (e.g. a new `optim.cooldown_updates`) takes its own from
+    the first update on. With the same schedule the rate is the same value.
+    """
+    rates = [
+        base * factor(scheduler.last_epoch)
+        for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
+    ]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    scheduler._last_lr = rates  # what get_last_lr() reports

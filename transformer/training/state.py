@@ -28,6 +28,7 @@ from transformer.checkpoint import (
 from transformer.config import TrainRunConfig
 from transformer.data.batching import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
+from transformer.training.optim import apply_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def restore_state(
     *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
     scaler: torch.amp.GradScaler,
     sampler: TokenBatchSampler,
     rank: int,
@@ -199,6 +200,7 @@ def restore_state(
     unwrap_model(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    apply_schedule(scheduler)  # this run's schedule, which a resume may have changed
     if state["scaler"] is not None and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
     sampler.load_state_dict(state["sampler"])
