@@ -104,7 +104,7 @@ def test_bad_choice_fails_naming_key_and_allowed_values() -> None:
         (lambda: OptimConfig(cooldown_updates=-1), "cooldown_updates"),
         (
             lambda: TrainRunConfig(optim=OptimConfig(cooldown_updates=500)),
-            r"cooldown_updates=500 .* train.max_updates, which is 0",
+            r"cooldown_updates=500 .* train.max_updates, which is 0 \(no limit\)",
         ),
     ],
 )

@@ -168,18 +168,20 @@ def test_late_dropout_starts_after_its_update_also_in_a_resumed_run(
     assert "dropout 0.5 since update 7" in caplog.text  # the resume past the switch says so
 
 
+@pytest.mark.parametrize("cooldown_updates", [4, 100])
 def test_cooldown_lowers_the_rate_of_the_last_updates_to_train_max_updates(
-    corpus: dict[str, Path], reference_run: Path
+    corpus: dict[str, Path], reference_run: Path, cooldown_updates: int
 ) -> None:
-    run_dir = reference_run.parent / "cooldown"
+    run_dir = reference_run.parent / f"cooldown-{cooldown_updates}"
     cfg = make_config(corpus, run_dir)
-    trainer.train(
-        dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, cooldown_updates=4))
-    )
+    optim = dataclasses.replace(cfg.optim, cooldown_updates=cooldown_updates)
+    trainer.train(dataclasses.replace(cfg, optim=optim))
     rates, reference = train_scalars(run_dir, "train/lr"), train_scalars(reference_run, "train/lr")
     assert sorted(rates) == list(range(1, N_UPDATES + 1))
-    for update, rate in rates.items():  # the last 4 of 12 updates at 4/5, 3/5, 2/5, 1/5
-        factor = min(1.0, (N_UPDATES + 1 - update) / 5)
+    # 4: the last 4 of 12 updates at 4/5, 3/5, 2/5, 1/5; 100: all 12, at 12/13 down to 1/13.
+    n = min(cooldown_updates, N_UPDATES)
+    for update, rate in rates.items():
+        factor = min(1.0, (N_UPDATES + 1 - update) / (n + 1))
         assert rate == pytest.approx(reference[update] * factor, rel=1e-5), update
 
 

@@ -148,8 +148,8 @@ class OptimConfig:
     warmup_steps: int = 4000
     noam_factor: float = 1.0  # scales the noam formula
     clip_norm: float = 0.0  # 0 disables gradient clipping
-    # The last cooldown_updates updates before train.max_updates take the scheduled rate down
-    # linearly towards 0 (a cooldown, as in warmup-stable-decay schedules). 0: off.
+    # The last cooldown_updates updates up to train.max_updates (all of them in a shorter run)
+    # take the scheduled rate linearly towards 0 (as in warmup-stable-decay schedules). 0: off.
     cooldown_updates: int = 0
 
     def __post_init__(self) -> None:
@@ -258,11 +258,11 @@ class TrainRunConfig:
     run_dir: str = "."
 
     def __post_init__(self) -> None:
-        if self.optim.cooldown_updates and self.train.max_updates <= self.optim.cooldown_updates:
+        if self.optim.cooldown_updates and not self.train.max_updates:
             raise ValueError(
-                f"optim.cooldown_updates={self.optim.cooldown_updates} ends the run's rate at "
-                f"train.max_updates, which is {self.train.max_updates}; set train.max_updates "
-                "above the cooldown (the run's last update)."
+                f"optim.cooldown_updates={self.optim.cooldown_updates} ends the rate at the run's "
+                "last update, train.max_updates, which is 0 (no limit); set train.max_updates, "
+                "or optim.cooldown_updates=0."
             )
         # Sources get EOS and targets BOS added: the longest kept pair needs one more position.
         if self.data.max_tokens_per_side + 1 > self.model.max_positions:
