@@ -84,8 +84,10 @@ def constant(update: int, warmup_steps: int) -> float:
 
 
 def cooldown(update: int, last_update: int, n_updates: int) -> float:
-    """Factor of the scheduled rate: 1, then over the last `n_updates` up to `last_update` a
-    linear fall towards 0 (reached one update after the last). `n_updates` 0: always 1."""
+    """Factor of the scheduled rate: 1, then over the last `n_updates` up to `last_update` (all
+    of them if fewer) a linear fall towards 0, reached one update after the last.
+    `n_updates` 0: always 1."""
+    n_updates = min(n_updates, last_update)
     if n_updates == 0:
         return 1.0
     return min(1.0, max(0.0, (last_update + 1 - update) / (n_updates + 1)))

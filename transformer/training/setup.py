@@ -191,7 +191,7 @@ def _optimization(
         warmup_steps=optim.warmup_steps,
         d_model=cfg.model.d_model,
         noam_factor=optim.noam_factor,
-        cooldown_updates=min(optim.cooldown_updates, cfg.train.max_updates),
+        cooldown_updates=optim.cooldown_updates,
         last_update=cfg.train.max_updates,
     )
     return optimizer, scheduler
