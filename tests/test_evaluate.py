@@ -13,7 +13,9 @@ import pytest
 import torch
 from tiny import CPU, ONE_THREAD, ROOT, tiny_assets, write_checkpoint
 
+from transformer.checkpoint import load_for_inference
 from transformer.data.text_files import read_lines
+from transformer.decoding.ensemble import Ensemble
 from transformer.decoding.translator import Translator
 from transformer.evaluation.metrics import compute_metrics
 from transformer.inference_cli import evaluate_main
@@ -91,6 +93,38 @@ def test_averaged_checkpoints_decode_like_the_averaged_weights(run: dict, mode: 
     expected = Translator(model, run["tokenizer"], decode, CPU).translate(read_lines(src))
     assert read_lines(Path(report["hypotheses"])) == expected
     assert report["averaged"] == [str(p) for p in averaged]
+
+
+def test_an_ensemble_decodes_like_its_members_together(run: dict) -> None:
+    other = _perturbed_copy(run, run["ckpt"].parent / "other.pt", seed=3)
+    src, ref = run["corpus"]["test.en"], run["corpus"]["test.de"]
+    argv = [str(run["ckpt"]), "--src", str(src), "--ref", str(ref), "--out-dir", str(run["out"])]
+    assert evaluate_main([*argv, "--ensemble", str(other)]) == 0
+    report = _report(run["out"])
+    member, _, _ = load_for_inference(other, CPU)
+    decode = dataclasses.replace(run["cfg"].decode, n_best=1)
+    ensemble = Translator(Ensemble([run["model"], member]), run["tokenizer"], decode, CPU)
+    hyps = read_lines(Path(report["hypotheses"]))
+    assert hyps == ensemble.translate(read_lines(src))
+    alone = Translator(run["model"], run["tokenizer"], decode, CPU)
+    assert hyps != alone.translate(read_lines(src))  # the second member changed the outputs
+    assert report["ensemble"] == [str(other)] and report["hypotheses"].endswith(".ens2.hyp.txt")
+
+
+def test_ensemble_members_need_the_same_tokenizer(
+    run: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    reversed_direction = tmp_path / "de-en.pt"
+    state = torch.load(run["ckpt"], weights_only=True)
+    state["tokenizer"]["src_lang"], state["tokenizer"]["tgt_lang"] = "de", "en"
+    torch.save(state, reversed_direction)
+    argv = [str(run["ckpt"]), "--src", str(run["corpus"]["test.en"])]
+    argv += ["--ref", str(run["corpus"]["test.de"]), "--out-dir", str(run["out"])]
+    assert evaluate_main([*argv, "--ensemble", str(reversed_direction)]) == 2
+    err = capsys.readouterr().err
+    assert f"{reversed_direction}: its vocabulary or direction (de-en) differs" in err
+    assert evaluate_main([*argv, "--ensemble", str(run["ckpt"]), "--average-last", "1"]) == 2
+    assert "--ensemble does not combine with --average" in capsys.readouterr().err
 
 
 def test_files_split_only_at_newlines(run: dict, tmp_path: Path) -> None:

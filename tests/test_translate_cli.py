@@ -116,7 +116,7 @@ def test_input_file_lines_end_only_at_newlines(
     assert capsys.readouterr().out.split("\n") == [*run["translator"].translate(lines), ""]
 
 
-def test_long_lines_are_truncated_and_layers_checked(
+def test_long_lines_are_truncated_and_layers_and_ensembles_checked(
     run: dict, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
     long_line = " ".join(["a big red dog runs on the street"] * 50)
@@ -125,6 +125,11 @@ def test_long_lines_are_truncated_and_layers_checked(
     assert "truncated" in caplog.text
     assert translate_main([str(run["ckpt"]), "A dog.", "--attention", "x.png", "--layer", "5"]) == 2
     assert "--layer 5" in capsys.readouterr().err
+    ensemble = ["--ensemble", str(run["ckpt"])]
+    assert translate_main([str(run["ckpt"]), "A dog.", *ensemble, "--attention", "x.png"]) == 2
+    assert "--attention plots one model's attention; drop --ensemble" in capsys.readouterr().err
+    assert translate_main([str(run["ckpt"]), *ensemble, "A dog.", "A cat."]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2  # sentences after --ensemble CKPT
 
 
 def test_stdin_lines_groups_what_arrives() -> None:

@@ -30,6 +30,7 @@ from transformer.checkpoint import (
 from transformer.config import DEVICES, DecodeConfig, TrainRunConfig
 from transformer.data.corpus import CorpusError
 from transformer.data.tokenizer import Tokenizer
+from transformer.decoding.ensemble import Ensemble
 from transformer.decoding.translator import Translator
 from transformer.evaluation.attention_plot import plot_attention
 from transformer.evaluation.evaluate import (
@@ -59,6 +60,15 @@ def _common_parser(description: str) -> argparse.ArgumentParser:
         "else last.pt",
     )
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if present")
+    parser.add_argument(
+        "--ensemble",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CKPT",
+        help="decode with this model too (repeatable), averaging the models' next-token "
+        "probabilities; same vocabulary and direction as CHECKPOINT, sizes may differ",
+    )
     group = parser.add_argument_group("search (defaults: the checkpoint's decode config)")
     group.add_argument("--beam-size", type=int, help="1 is greedy search")
     group.add_argument("--length-penalty", type=float, help="GNMT alpha; 0 disables")
@@ -82,12 +92,18 @@ def decode_config(args: argparse.Namespace, stored: DecodeConfig) -> DecodeConfi
 
 def load_model(
     args: argparse.Namespace,
-) -> tuple[Seq2SeqTransformer, Tokenizer, TrainRunConfig, torch.device]:
-    """Model (averaged when asked), tokenizer, run config and device from the arguments."""
+) -> tuple[Seq2SeqTransformer | Ensemble, Tokenizer, TrainRunConfig, torch.device]:
+    """Model (averaged or an ensemble when asked), tokenizer, run config and device.
+
+    The tokenizer, run config and decode settings are CHECKPOINT's; --ensemble members must have
+    the same tokenizer (vocabulary and direction).
+    """
     device = pick_device(args.device)
+    if args.ensemble and (getattr(args, "average", None) or getattr(args, "average_last", 0)):
+        raise ValueError("--ensemble does not combine with --average or --average-last.")
+    averaged = checkpoints_to_average(args)
     try:
         model, tokenizer, cfg = load_for_inference(args.checkpoint, device)
-        averaged = checkpoints_to_average(args)
         if averaged:
             model.load_state_dict(average_checkpoints(averaged))
             logger.info("averaged %s", ", ".join(map(str, averaged)))
@@ -95,7 +111,21 @@ def load_model(
         raise CheckpointError(
             f"{args.checkpoint}: weights do not fit its model config: {error}"
         ) from error
-    return model, tokenizer, cfg, device
+    if not args.ensemble:
+        return model, tokenizer, cfg, device
+    members = [model]
+    for path in map(resolve_checkpoint, args.ensemble):
+        member, member_tokenizer, _ = load_for_inference(path, device)
+        if member_tokenizer.state_dict() != tokenizer.state_dict():
+            raise CheckpointError(
+                f"{path}: its vocabulary or direction ({member_tokenizer.src_lang}-"
+                f"{member_tokenizer.tgt_lang}) differs from {args.checkpoint}'s "
+                f"({tokenizer.src_lang}-{tokenizer.tgt_lang}); ensemble members need the same "
+                "tokenizer."
+            )
+        members.append(member)
+    logger.info("ensemble of %d models: %s", len(members), ", ".join(map(str, args.ensemble)))
+    return Ensemble(members), tokenizer, cfg, device
 
 
 def checkpoints_to_average(args: argparse.Namespace) -> list[Path]:
@@ -187,12 +217,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate(Translator(model, tokenizer, decode, device), sources, refs)
     averaged = checkpoints_to_average(args)
     tag = f"{label}.{args.checkpoint.stem}" + (f".avg{len(averaged)}" if averaged else "")
+    tag += f".ens{len(args.ensemble) + 1}" if args.ensemble else ""
     out_dir = args.out_dir or args.checkpoint.parent / "eval"
     info = {
         "checkpoint": str(args.checkpoint),
         # final.pt says which model it holds; an average made here is listed under "averaged".
         "description": None if averaged else load_checkpoint(args.checkpoint).get("description"),
         "averaged": [str(p) for p in averaged],
+        "ensemble": [str(p) for p in args.ensemble],  # decoded together with "checkpoint"
         "data": label if args.src is None else {"src": str(args.src), "ref": str(args.ref)},
         "direction": f"{tokenizer.src_lang}-{tokenizer.tgt_lang}",
         "decode": dataclasses.asdict(decode),
@@ -240,7 +272,10 @@ def translate_main(argv: list[str] | None = None) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     model, tokenizer, cfg, device = load_model(args)
-    if not -model.n_decoder_layers <= args.layer < model.n_decoder_layers:
+    if isinstance(model, Ensemble):
+        if args.attention:
+            raise ValueError("--attention plots one model's attention; drop --ensemble.")
+    elif not -model.n_decoder_layers <= args.layer < model.n_decoder_layers:
         raise ValueError(f"--layer {args.layer}: the model has {model.n_decoder_layers} layers.")
     translator = Translator(model, tokenizer, decode_config(args, cfg.decode), device)
     if args.sentences or args.input:

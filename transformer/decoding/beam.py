@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from transformer.decoding.ensemble import Ensemble, EnsembleCache
 from transformer.decoding.greedy import (
     BOS_ID,
     EOS_ID,
     ban_special,
     max_output_lengths,
-    model_max_positions,
 )
 from transformer.model import DecoderCache, Seq2SeqTransformer
 
@@ -56,12 +56,12 @@ class _Beams:
     scores: torch.Tensor  # (A, K) summed log-probs of each beam (K = 1 at step 0)
     history: torch.Tensor  # (A*K, t) ids generated so far
     last: torch.Tensor  # (A*K, 1) newest id (BOS at step 0)
-    cache: DecoderCache
+    cache: DecoderCache | EnsembleCache
 
 
 @torch.inference_mode()
 def beam_search(
-    model: Seq2SeqTransformer,
+    model: Seq2SeqTransformer | Ensemble,
     src_ids: torch.Tensor,
     *,
     beam_size: int,
@@ -75,7 +75,7 @@ def beam_search(
     """Beam search for a batch of sentences at once.
 
     Args:
-        model: the seq2seq model (eval mode is the caller's choice).
+        model: the seq2seq model or an Ensemble (eval mode is the caller's choice).
         src_ids: (B, S) int64 source ids (pieces + EOS, padded with model.pad_id).
         beam_size: K.
         length_penalty: GNMT alpha; 0 ranks by summed log-probs.
@@ -118,7 +118,7 @@ def _best(hyps: list[Hypothesis], n_best: int) -> list[Hypothesis]:
 
 
 def _start(
-    model: Seq2SeqTransformer,
+    model: Seq2SeqTransformer | Ensemble,
     src_ids: torch.Tensor,
     max_len_a: float,
     max_len_b: int,
@@ -127,7 +127,7 @@ def _start(
     """Encode once; one beam per sentence (BOS, score 0) until the first step fans out."""
     batch, device = src_ids.size(0), src_ids.device
     limits = max_output_lengths(
-        src_ids, model.pad_id, max_len_a, max_len_b, model_max_positions(model)
+        src_ids, model.pad_id, max_len_a, max_len_b, model.max_positions
     )  # (B,)
     return _Beams(
         sents=torch.arange(batch, device=device),

@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from transformer.decoding.ensemble import Ensemble
 from transformer.model import Seq2SeqTransformer
 
 # The ids transformer.data.tokenizer defines (BOS_ID, EOS_ID); decoding may not import data/.
@@ -41,11 +42,6 @@ def max_output_lengths(
     return limits.clamp(min=1, max=max_positions - 1)
 
 
-def model_max_positions(model: Seq2SeqTransformer) -> int:
-    """The longest sequence the model's positional encodings cover (source and target)."""
-    return min(model.src_embed.positions.max_positions, model.tgt_embed.positions.max_positions)
-
-
 def ban_special(
     scores: torch.Tensor, step: int, pad_id: int, bos_id: int, eos_id: int
 ) -> torch.Tensor:
@@ -59,7 +55,7 @@ def ban_special(
 
 @torch.inference_mode()
 def greedy_search(
-    model: Seq2SeqTransformer,
+    model: Seq2SeqTransformer | Ensemble,
     src_ids: torch.Tensor,
     *,
     max_len_a: float,
@@ -70,7 +66,7 @@ def greedy_search(
     """Pick the most probable token at each step, for a batch of sentences at once.
 
     Args:
-        model: the seq2seq model (eval mode is the caller's choice).
+        model: the seq2seq model or an Ensemble (eval mode is the caller's choice).
         src_ids: (B, S) int64 source ids (pieces + EOS, padded with model.pad_id).
         max_len_a: output length limit a * |src| + b (see the module docstring).
         max_len_b: the b.
@@ -82,7 +78,7 @@ def greedy_search(
     """
     batch = src_ids.size(0)
     limits = max_output_lengths(
-        src_ids, model.pad_id, max_len_a, max_len_b, model_max_positions(model)
+        src_ids, model.pad_id, max_len_a, max_len_b, model.max_positions
     )  # (B,)
     device = src_ids.device
     out = torch.full((batch, int(limits.max()) + 1), eos_id, dtype=torch.long, device=device)

@@ -20,7 +20,8 @@ from transformer.config import DecodeConfig
 from transformer.data.batching import collate
 from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from transformer.decoding.beam import Hypothesis, beam_search
-from transformer.decoding.greedy import greedy_search, model_max_positions
+from transformer.decoding.ensemble import Ensemble
+from transformer.decoding.greedy import greedy_search
 from transformer.model import Seq2SeqTransformer
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Translator:
 
     def __init__(
         self,
-        model: Seq2SeqTransformer,
+        model: Seq2SeqTransformer | Ensemble,
         tokenizer: Tokenizer,
         cfg: DecodeConfig,
         device: torch.device,
@@ -77,7 +78,7 @@ class Translator:
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.device = device
-        self.max_src_pieces = model_max_positions(model) - 1  # room for the EOS
+        self.max_src_pieces = model.max_positions - 1  # room for the EOS
 
     def translate(self, sentences: list[str]) -> list[str]:
         """The best translation of each sentence, in input order."""
@@ -99,6 +100,8 @@ class Translator:
             sentence: the source text.
             layer: decoder layer (Python index; -1 is the last).
         """
+        if isinstance(self.model, Ensemble):
+            raise ValueError("attention weights come from one model, not an ensemble.")
         src = self._encode([sentence])[0]
         src_ids = torch.tensor([src + [EOS_ID]], device=self.device)  # (1, S)
         with eval_mode(self.model), torch.inference_mode():

@@ -115,6 +115,11 @@ class Seq2SeqTransformer(nn.Module):
         self.d_model = output_proj.in_features
         self.n_decoder_layers = len(decoder.layers)
 
+    @property
+    def max_positions(self) -> int:
+        """The longest sequence the positional encodings cover (source and target)."""
+        return min(self.src_embed.positions.max_positions, self.tgt_embed.positions.max_positions)
+
     def encode(self, src_ids: torch.Tensor) -> torch.Tensor:
         """Source ids (B, S) int64 (pieces + EOS, right-padded) -> memory (B, S, D)."""
         return self.encoder(self.src_embed(src_ids), padding_mask(src_ids, self.pad_id))
