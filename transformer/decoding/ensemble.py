@@ -55,7 +55,6 @@ class Ensemble(nn.Module):
                 )
         self.members = nn.ModuleList(models)
         self.pad_id = first.pad_id
-        self.tgt_vocab_size = first.tgt_vocab_size
 
     @property
     def max_positions(self) -> int:

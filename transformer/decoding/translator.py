@@ -61,7 +61,7 @@ class Translator:
     """Translate sentences with a model and its tokenizer.
 
     Args:
-        model: the seq2seq model, already on `device`.
+        model: the seq2seq model (or an Ensemble of models), already on `device`.
         tokenizer: the model's tokenizer.
         cfg: search settings (beam size 1 is greedy search).
         device: where source batches are placed.
