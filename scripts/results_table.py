@@ -5,7 +5,8 @@ Each RUN is a run folder (e.g. runs/multi30k/en-de). A row per JSON report that
 `scripts/evaluate.py` wrote under RUN/checkpoints/eval/, with cased and lowercased BLEU and chrF,
 and the run's training wall time: the sum, over the sessions in RUN/train.log, of the time from
 a session's first line to its "stopped at update" line (so a resumed run counts every session),
-and the hardware those sessions logged.
+and the hardware those sessions logged. An ensemble's row names its other members, whose
+training is not counted.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def rows(run: Path) -> list[dict]:
             model = f"{model}: {report['description']}"
         if report["averaged"]:
             model = f"average of {len(report['averaged'])} checkpoints"
+        if report.get("ensemble"):  # the training column is this run's alone
+            model = f"ensemble of {model} and {', '.join(report['ensemble'])}"
         out.append(
             {
                 "direction": report["direction"].replace("-", "→"),

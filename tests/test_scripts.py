@@ -98,6 +98,8 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     final = {**report, "checkpoint": "runs/x/checkpoints/final.pt", "averaged": []}
     final["description"] = "best.pt (update 1000)"
     (run / "checkpoints" / "eval" / "u.json").write_text(json.dumps(final), encoding="utf-8")
+    ensemble = {**final, "ensemble": ["runs/y/checkpoints/final.pt"]}
+    (run / "checkpoints" / "eval" / "v.json").write_text(json.dumps(ensemble), encoding="utf-8")
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "results_table.py"), str(run)],
         env=ONE_THREAD, capture_output=True, text=True, timeout=120,
@@ -111,6 +113,11 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     assert row[7] == "average of 3 checkpoints, beam 5 |"
     row = done.stdout.splitlines()[3].split(" | ")
     assert row[7] == "final.pt: best.pt (update 1000), beam 5 |"
+    row = done.stdout.splitlines()[4].split(" | ")
+    expected = (
+        "ensemble of final.pt: best.pt (update 1000) and runs/y/checkpoints/final.pt, beam 5 |"
+    )
+    assert row[7] == expected
 
 
 def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
