@@ -120,6 +120,46 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     assert row[7] == expected
 
 
+def _validation(update: int, ppl: float, bleu: float) -> str:
+    return (
+        f"[2026-01-01 09:00:00,001][t][INFO] - validation at update {update}: valid_loss 1.5 | "
+        f"valid_ppl {ppl} | valid_bleu {bleu} (best)\n"
+    )
+
+
+def test_validation_curves_put_runs_side_by_side(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for run in (first, second):
+        run.mkdir()
+    (first / "train.log").write_text(
+        _validation(250, 80.0, 5.0)
+        + "[2026-01-01 10:00:01,001][s][WARNING] - train.resume=false: starting over; ...\n"
+        + _validation(250, 60.0, 6.5)
+        + _validation(500, 30.5, 12.0)
+        + _validation(500, 29.0, 13.25),  # a resumed session validated 500 again: it wins
+        encoding="utf-8",
+    )
+    (second / "train.log").write_text(
+        _validation(250, 70.0, 7.0) + _validation(750, 12.0, 20.0), encoding="utf-8"
+    )
+    script = [sys.executable, str(ROOT / "scripts" / "validation_curves.py"), str(first)]
+    done = subprocess.run([*script, str(second)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "| bleu at update | 250 | 500 | 750 |",
+        "|---|---|---|---|",
+        f"| {first} | 6.5 | 13.25 |  |",
+        f"| {second} | 7 |  | 20 |",
+    ]
+    done = subprocess.run(
+        [*script, str(second), "--metric", "ppl", "--every", "500", "--from", "300"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.splitlines()[2:] == [f"| {first} | 29 |", f"| {second} |  |"]
+    done = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and f"no train.log in {tmp_path}" in done.stderr
+
+
 def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
     multi30k_dir: Path, tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:
