@@ -100,15 +100,18 @@ def test_an_ensemble_decodes_like_its_members_together(run: dict) -> None:
     src, ref = run["corpus"]["test.en"], run["corpus"]["test.de"]
     argv = [str(run["ckpt"]), "--src", str(src), "--ref", str(ref), "--out-dir", str(run["out"])]
     assert evaluate_main([*argv, "--ensemble", str(other)]) == 0
+    other.rename(other.parent / "final.pt")  # a run folder names its final.pt in the report
+    assert evaluate_main([*argv, "--ensemble", str(other.parent)]) == 0
     report = _report(run["out"])
-    member, _, _ = load_for_inference(other, CPU)
+    member, _, _ = load_for_inference(other.parent / "final.pt", CPU)
     decode = dataclasses.replace(run["cfg"].decode, n_best=1)
     ensemble = Translator(Ensemble([run["model"], member]), run["tokenizer"], decode, CPU)
     hyps = read_lines(Path(report["hypotheses"]))
     assert hyps == ensemble.translate(read_lines(src))
     alone = Translator(run["model"], run["tokenizer"], decode, CPU)
     assert hyps != alone.translate(read_lines(src))  # the second member changed the outputs
-    assert report["ensemble"] == [str(other)] and report["hypotheses"].endswith(".ens2.hyp.txt")
+    assert report["ensemble"] == [str(other.parent / "final.pt")]
+    assert report["hypotheses"].endswith(".ens2.hyp.txt")
 
 
 def test_ensemble_members_need_the_same_tokenizer(

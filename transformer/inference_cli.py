@@ -114,7 +114,7 @@ def load_model(
     if not args.ensemble:
         return model, tokenizer, cfg, device
     members = [model]
-    for path in map(resolve_checkpoint, args.ensemble):
+    for path in args.ensemble:
         member, member_tokenizer, _ = load_for_inference(path, device)
         if member_tokenizer.state_dict() != tokenizer.state_dict():
             raise CheckpointError(
@@ -152,6 +152,7 @@ def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     """Run a command, turning user errors into a message and exit status 2."""
     try:
         args.checkpoint = resolve_checkpoint(args.checkpoint)
+        args.ensemble = [resolve_checkpoint(path) for path in args.ensemble]
         return run(args)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
