@@ -170,7 +170,13 @@ def load_for_inference(
     path: str | Path, device: torch.device
 ) -> tuple[Seq2SeqTransformer, Tokenizer, TrainRunConfig]:
     """Rebuild model (eval mode, on `device`), tokenizer and config from one checkpoint file."""
-    state = load_checkpoint(path)
+    return model_from_state(load_checkpoint(path), path, device)
+
+
+def model_from_state(
+    state: dict, path: str | Path, device: torch.device
+) -> tuple[Seq2SeqTransformer, Tokenizer, TrainRunConfig]:
+    """`load_for_inference` for a checkpoint already loaded (`path` names it in errors)."""
     cfg = run_config_from_checkpoint(state)
     try:
         tokenizer = Tokenizer.from_state_dict(state["tokenizer"])

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -24,6 +25,7 @@ from transformer.checkpoint import (
     average_checkpoints,
     load_checkpoint,
     load_for_inference,
+    model_from_state,
     periodic_checkpoints,
     resolve_checkpoint,
 )
@@ -90,9 +92,18 @@ def decode_config(args: argparse.Namespace, stored: DecodeConfig) -> DecodeConfi
         raise ValueError(message) from None
 
 
-def load_model(
-    args: argparse.Namespace,
-) -> tuple[Seq2SeqTransformer | Ensemble, Tokenizer, TrainRunConfig, torch.device]:
+class Loaded(NamedTuple):
+    """What `load_model` rebuilt from the command line's checkpoints."""
+
+    model: Seq2SeqTransformer | Ensemble
+    tokenizer: Tokenizer
+    cfg: TrainRunConfig
+    device: torch.device
+    averaged: list[Path]  # the files averaged into the model; [] for CHECKPOINT as it is
+    description: str | None  # CHECKPOINT's own account of its weights (final.pt has one)
+
+
+def load_model(args: argparse.Namespace) -> Loaded:
     """Model (averaged or an ensemble when asked), tokenizer, run config and device.
 
     The tokenizer, run config and decode settings are CHECKPOINT's; --ensemble members must have
@@ -102,8 +113,11 @@ def load_model(
     if args.ensemble and (getattr(args, "average", None) or getattr(args, "average_last", 0)):
         raise ValueError("--ensemble does not combine with --average or --average-last.")
     averaged = checkpoints_to_average(args)
+    state = load_checkpoint(args.checkpoint)
+    description = state.get("description")
     try:
-        model, tokenizer, cfg = load_for_inference(args.checkpoint, device)
+        model, tokenizer, cfg = model_from_state(state, args.checkpoint, device)
+        del state  # its weights are in the model now
         if averaged:
             model.load_state_dict(average_checkpoints(averaged))
             logger.info("averaged %s", ", ".join(map(str, averaged)))
@@ -112,7 +126,7 @@ def load_model(
             f"{args.checkpoint}: weights do not fit its model config: {error}"
         ) from error
     if not args.ensemble:
-        return model, tokenizer, cfg, device
+        return Loaded(model, tokenizer, cfg, device, averaged, description)
     members = [model]
     for path in args.ensemble:
         member, member_tokenizer, _ = load_for_inference(path, device)
@@ -125,7 +139,7 @@ def load_model(
             )
         members.append(member)
     logger.info("ensemble of %d models: %s", len(members), ", ".join(map(str, args.ensemble)))
-    return Ensemble(members), tokenizer, cfg, device
+    return Loaded(Ensemble(members), tokenizer, cfg, device, averaged, description)
 
 
 def checkpoints_to_average(args: argparse.Namespace) -> list[Path]:
@@ -204,7 +218,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    model, tokenizer, cfg, device = load_model(args)
+    model, tokenizer, cfg, device, averaged, description = load_model(args)
     decode = dataclasses.replace(decode_config(args, cfg.decode), n_best=1)
     if args.src is not None:
         sources, refs, label = text_lines(args.src), text_lines(args.ref), args.src.name
@@ -216,14 +230,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.max_sentences > 0:
         sources, refs = sources[: args.max_sentences], refs[: args.max_sentences]
     result = evaluate(Translator(model, tokenizer, decode, device), sources, refs)
-    averaged = checkpoints_to_average(args)
     tag = f"{label}.{args.checkpoint.stem}" + (f".avg{len(averaged)}" if averaged else "")
     tag += f".ens{len(args.ensemble) + 1}" if args.ensemble else ""
     out_dir = args.out_dir or args.checkpoint.parent / "eval"
     info = {
         "checkpoint": str(args.checkpoint),
         # final.pt says which model it holds; an average made here is listed under "averaged".
-        "description": None if averaged else load_checkpoint(args.checkpoint).get("description"),
+        "description": None if averaged else description,
         "averaged": [str(p) for p in averaged],
         "ensemble": [str(p) for p in args.ensemble],  # decoded together with "checkpoint"
         "data": label if args.src is None else {"src": str(args.src), "ref": str(args.ref)},
@@ -272,7 +285,7 @@ def translate_main(argv: list[str] | None = None) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    model, tokenizer, cfg, device = load_model(args)
+    model, tokenizer, cfg, device, _, _ = load_model(args)
     if isinstance(model, Ensemble):
         if args.attention:
             raise ValueError("--attention plots one model's attention; drop --ensemble.")
