@@ -184,3 +184,59 @@ def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
     speeds = re.findall(r"^  (greedy|beam 5)\s+([\d.]+) sentences/s", out, re.M)
     assert [name for name, _ in speeds] == ["greedy", "beam 5"], out
     assert "decoding test_2016_flickr (1000 sentences)" in out
+
+
+def reproduce_results_calls(tmp_path: Path, **env: str) -> list[str]:
+    """Run scripts/reproduce_results.sh with a stand-in for python; the commands it was given."""
+    calls = tmp_path / "calls.txt"
+    stand_in = tmp_path / "python"
+    stand_in.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n', encoding="utf-8")
+    stand_in.chmod(0o755)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "reproduce_results.sh"), "train.cpu_threads=1"],
+        env={**ONE_THREAD, "PYTHON": str(stand_in), "RESULTS_DIR": str(tmp_path / "runs"), **env},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return calls.read_text(encoding="utf-8").splitlines()
+
+
+def test_reproduce_results_trains_and_scores_both_directions(tmp_path: Path) -> None:
+    lines = reproduce_results_calls(tmp_path)
+    out = tmp_path / "runs"
+    assert lines == [
+        f"scripts/train.py data=multi30k_en_de hydra.run.dir={out}/en-de train.cpu_threads=1",
+        f"scripts/train.py data=multi30k_de_en hydra.run.dir={out}/de-en train.cpu_threads=1",
+        *(
+            f"scripts/evaluate.py {out}/{d}/checkpoints/final.pt --split {split}"
+            for d in ("en-de", "de-en")
+            for split in ("test_2016_flickr", "test_2017_flickr")
+        ),
+        f"scripts/results_table.py {out}/en-de {out}/de-en",
+    ]
+
+
+def test_reproduce_results_trains_scores_and_ensembles_the_second_runs(tmp_path: Path) -> None:
+    """SECOND: which runs are trained with which overrides (both directions at once), which
+    models are scored alone and together, and what is tabulated."""
+    lines = reproduce_results_calls(tmp_path, PARALLEL="1", SECOND="model.d_ff=512 train.seed=2")
+    out = tmp_path / "runs"
+    trained = sorted(line for line in lines if line.startswith("scripts/train.py"))
+    assert trained == sorted(
+        f"scripts/train.py data=multi30k_{src}_{tgt} hydra.run.dir={out}/{src}-{tgt}{suffix} "
+        f"train.cpu_threads=1{extra}"
+        for src, tgt in (("en", "de"), ("de", "en"))
+        for suffix, extra in (("", ""), ("-second", " model.d_ff=512 train.seed=2"))
+    )
+    assert all(line.startswith("scripts/train.py") for line in lines[:4])  # train, then score
+    scored = [line for line in lines if line.startswith("scripts/evaluate.py")]
+    final = "checkpoints/final.pt"
+    for d in ("en-de", "de-en"):
+        for split in ("test_2016_flickr", "test_2017_flickr"):
+            for model in (f"{out}/{d}/{final}", f"{out}/{d}-second/{final}",
+                          f"{out}/{d}/{final} --ensemble {out}/{d}-second/{final}"):  # fmt: skip
+                assert f"scripts/evaluate.py {model} --split {split}" in scored
+    assert len(scored) == 12
+    assert lines[-1] == (
+        f"scripts/results_table.py {out}/en-de {out}/de-en {out}/en-de-second {out}/de-en-second"
+    )
