@@ -86,3 +86,44 @@ def test_gradient_flows_only_to_real_tokens() -> None:
     assert logits.grad is not None
     assert torch.all(logits.grad[target == PAD] == 0)
     assert torch.all(logits.grad[target != PAD].abs().sum(-1) > 0)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_gradient_equals_autograd_through_torch_cross_entropy(smoothing: float) -> None:
+    # The hand-written backward against autograd's chain through F.cross_entropy.
+    logits, target = _batch()
+    ours = logits.clone().requires_grad_(True)
+    (label_smoothed_cross_entropy(ours, target, smoothing, PAD).loss * 0.37).backward()
+    reference = logits.clone().requires_grad_(True)
+    expected = F.cross_entropy(
+        reference.view(-1, logits.size(-1)),
+        target.view(-1),
+        ignore_index=PAD,
+        label_smoothing=smoothing,
+        reduction="sum",
+    )
+    (expected * 0.37).backward()
+    torch.testing.assert_close(ours.grad, reference.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_gradcheck_of_both_sums_in_float64() -> None:
+    # Both outputs, with any weights on each, through the finite-difference checker.
+    logits, target = _batch(b=3, t=4, v=6)
+    logits = logits.double().requires_grad_(True)
+
+    def weighted_sums(x: torch.Tensor) -> torch.Tensor:
+        sums = label_smoothed_cross_entropy(x, target, 0.2, PAD)
+        return 0.7 * sums.loss + 1.9 * sums.nll
+
+    def nll_only(x: torch.Tensor) -> torch.Tensor:
+        return label_smoothed_cross_entropy(x, target, 0.2, PAD).nll
+
+    assert torch.autograd.gradcheck(weighted_sums, (logits,))
+    assert torch.autograd.gradcheck(nll_only, (logits,))
+
+
+def test_bf16_logits_get_a_bf16_gradient() -> None:
+    logits, target = _batch()
+    logits = logits.bfloat16().requires_grad_(True)
+    label_smoothed_cross_entropy(logits, target, 0.1, PAD).loss.backward()
+    assert logits.grad is not None and logits.grad.dtype == torch.bfloat16
