@@ -178,8 +178,9 @@ def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    rates = dict(re.findall(r"^  (ours fp32|nn.Transformer fp32)\s+([\d,]+)\s+x", out, re.M))
-    assert len(rates) == 2 and all(int(r.replace(",", "")) > 0 for r in rates.values()), out
+    names = r"ours fp32|ours fp32, torch loss|nn.Transformer fp32"
+    rates = dict(re.findall(rf"^  ({names})\s+([\d,]+)\s+x", out, re.M))
+    assert len(rates) == 3 and all(int(r.replace(",", "")) > 0 for r in rates.values()), out
     assert re.search(r"^bf16 matrix product: x\d+\.\d the time of float32", out, re.M), out
     speeds = re.findall(r"^  (greedy|beam 5)\s+([\d.]+) sentences/s", out, re.M)
     assert [name for name, _ in speeds] == ["greedy", "beam 5"], out
