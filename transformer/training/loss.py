@@ -2,10 +2,10 @@
 
 The gradient is written out rather than left to autograd: for one token with softmax `p` and
 smoothed target distribution `q = (1 - eps) * one_hot + eps / V`, d(loss)/d(logits) = p - q.
-That is one pass over the (tokens, V) scores; autograd's chain through log-softmax, gather,
-mean and the masking takes several, each with its own (tokens, V) temporary. On the default
-recipe's 8k vocabulary this was a tenth of a training step on a CPU (`scripts/benchmark.py
---loss`).
+That is one new (tokens, V) tensor updated in place; autograd's chain through log-softmax, gather,
+mean and the padding mask takes several, each with its own (tokens, V) temporary. With the
+default recipe's 8k vocabulary that chain was about a tenth of a training step on a CPU;
+`scripts/benchmark.py` times our model with either loss.
 """
 
 from __future__ import annotations
