@@ -16,6 +16,7 @@ from transformer.training.optim import (
     cooldown,
     lr_at,
     param_groups,
+    restore_schedule,
 )
 
 
@@ -178,3 +179,31 @@ def test_a_schedule_changed_at_resume_sets_the_rate_of_the_next_update() -> None
     assert resumed.get_last_lr() == [pytest.approx(update_7 * 0.8)] * 2
     apply_schedule(sched)  # the same schedule: the same rate
     assert opt.param_groups[0]["lr"] == pytest.approx(update_7)
+
+
+@pytest.mark.parametrize("schedule", ["inverse_sqrt", "noam"])
+def test_a_new_lr_at_resume_is_the_one_the_schedule_scales(schedule: str) -> None:
+    def make(lr: float) -> tuple[torch.optim.Optimizer, LambdaLR]:
+        opt = build_optimizer(
+            _Toy(), lr=lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0, fused=False
+        )
+        return opt, build_scheduler(
+            opt, schedule=schedule, lr=lr, warmup_steps=4, d_model=8, noam_factor=1.0
+        )
+
+    opt, sched = make(lr=1e-3)
+    for _ in range(6):
+        opt.step()
+        sched.step()
+    resumed_opt, resumed = make(lr=3e-3)
+    resumed_opt.load_state_dict(opt.state_dict())
+    restore_schedule(resumed, sched.state_dict())
+    assert resumed.last_epoch == 6
+    for update in (7, 8):
+        # noam ignores lr; inverse_sqrt peaks at the new one.
+        expected = lr_at(
+            update, schedule=schedule, lr=3e-3, warmup_steps=4, d_model=8, noam_factor=1.0
+        )
+        assert resumed_opt.param_groups[0]["lr"] == pytest.approx(expected)
+        resumed_opt.step()
+        resumed.step()

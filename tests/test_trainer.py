@@ -185,6 +185,23 @@ def test_cooldown_lowers_the_rate_of_the_last_updates_to_train_max_updates(
         assert rate == pytest.approx(reference[update] * factor, rel=1e-5), update
 
 
+def test_optim_settings_changed_at_resume_take_effect(
+    corpus: dict[str, Path], reference_run: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_dir = reference_run.parent / "new-optim"
+    trainer.train(make_config(corpus, run_dir, max_updates=6))
+    cfg = make_config(corpus, run_dir)
+    optim = dataclasses.replace(cfg.optim, lr=cfg.optim.lr * 2, adam_beta2=0.9)
+    trainer.train(dataclasses.replace(cfg, optim=optim))
+    assert "optim.lr: 0.003 -> 0.006" in caplog.text and "optim.adam_beta2" in caplog.text
+    rates, reference = train_scalars(run_dir, "train/lr"), train_scalars(reference_run, "train/lr")
+    for update in range(1, N_UPDATES + 1):  # inverse_sqrt: the rate scales with the peak
+        factor = 1 if update <= 6 else 2
+        assert rates[update] == pytest.approx(reference[update] * factor, rel=1e-6), update
+    groups = load_checkpoint(run_dir / "checkpoints" / "last.pt")["optimizer"]["param_groups"]
+    assert all(group["betas"] == (0.9, 0.9) for group in groups)
+
+
 def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(
     corpus: dict[str, Path], reference_run: Path
 ) -> None:

@@ -28,7 +28,7 @@ from transformer.checkpoint import (
 from transformer.config import TrainRunConfig
 from transformer.data.batching import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
-from transformer.training.optim import apply_schedule
+from transformer.training.optim import restore_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ def _warn_inexact(stored: dict, current: TrainRunConfig, path: Path) -> None:
         for key in _EXACTNESS_TRAIN_KEYS
         if old.get(key) != new[key]
     ]
+    old_optim, new_optim = stored.get("optim", {}), dataclasses.asdict(current.optim)
+    changed += [
+        f"optim.{key}: {old_optim.get(key)!r} -> {value!r}"
+        for key, value in new_optim.items()
+        if old_optim.get(key) != value
+    ]
     if changed:
         logger.warning(
             "resuming from %s with changed loop settings (%s): training continues, but the "
@@ -112,7 +118,8 @@ def check_resumable(stored: dict, current: TrainRunConfig, path: Path) -> None:
     """Refuse to resume from a checkpoint of another model, data or tokenizer config.
 
     Changed loop settings that break exact resumption (`train.max_tokens`, `seed`,
-    `accum_steps`) are allowed, with a warning naming each.
+    `accum_steps`, any `optim.*`) are allowed, with a warning naming each; the run goes on
+    with the new values.
 
     Raises:
         ResumeError: naming every differing key and the ways out.
@@ -198,9 +205,8 @@ def restore_state(
     Call before wrapping the model in DDP or torch.compile.
     """
     unwrap_model(model).load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    apply_schedule(scheduler)  # this run's schedule, which a resume may have changed
+    _load_optimizer_state(optimizer, state["optimizer"])
+    restore_schedule(scheduler, state["scheduler"])  # this run's schedule, maybe changed
     if state["scaler"] is not None and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
     sampler.load_state_dict(state["sampler"])
@@ -220,6 +226,20 @@ def restore_state(
         validated_step=state.get("validated_step", -1),  # absent before final.pt existed
     )
     return progress, rng_ranks[rank % len(rng_ranks)]
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Adam's moments from the checkpoint; its settings (betas, eps, ...) from this run's config.
+
+    `load_state_dict` would bring back the saved run's group settings too, so that a resume
+    with a new `optim.adam_beta2` (say) silently kept the old one.
+    """
+    settings = [
+        {k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups
+    ]
+    optimizer.load_state_dict(saved)
+    for group, own in zip(optimizer.param_groups, settings, strict=True):
+        group.update(own)
 
 
 def _link_atomic(source: Path, target: Path) -> None:
