@@ -127,3 +127,13 @@ def test_bf16_logits_get_a_bf16_gradient() -> None:
     logits = logits.bfloat16().requires_grad_(True)
     label_smoothed_cross_entropy(logits, target, 0.1, PAD).loss.backward()
     assert logits.grad is not None and logits.grad.dtype == torch.bfloat16
+
+
+def test_non_contiguous_logits_are_accepted() -> None:
+    logits, target = _batch()
+    swapped = logits.transpose(0, 1).contiguous().transpose(0, 1)  # same values, other strides
+    assert not swapped.is_contiguous()
+    out = label_smoothed_cross_entropy(swapped, target, 0.1, PAD)
+    torch.testing.assert_close(
+        out.loss, label_smoothed_cross_entropy(logits, target, 0.1, PAD).loss
+    )

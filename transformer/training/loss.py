@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 @dataclass
@@ -53,7 +54,7 @@ def label_smoothed_cross_entropy(
     target = target.reshape(-1)  # (B*T,)
     keep = target != pad_id  # (B*T,)
     scores = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32
-    loss, nll = _SmoothedNLL.apply(scores.view(-1, vocab_size), target, keep, smoothing)
+    loss, nll = _SmoothedNLL.apply(scores.reshape(-1, vocab_size), target, keep, smoothing)
     return LossSums(loss=loss, nll=nll, n_tokens=keep.sum())
 
 
@@ -75,6 +76,7 @@ class _SmoothedNLL(torch.autograd.Function):
         return torch.where(keep, loss, zero).sum(), torch.where(keep, nll, zero).sum()
 
     @staticmethod
+    @once_differentiable  # the gradient is not itself differentiable: say so if asked
     def backward(
         ctx, grad_loss: torch.Tensor | None, grad_nll: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, None, None, None]:
