@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import math
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -200,6 +201,28 @@ def test_optim_settings_changed_at_resume_take_effect(
         assert rates[update] == pytest.approx(reference[update] * factor, rel=1e-6), update
     groups = load_checkpoint(run_dir / "checkpoints" / "last.pt")["optimizer"]["param_groups"]
     assert all(group["betas"] == (0.9, 0.9) for group in groups)
+
+
+def test_a_run_forked_from_an_earlier_checkpoint_sets_the_later_ones_aside(
+    corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "fork"
+    trainer.train(make_config(corpus, run_dir, keep_last=3))  # checkpoints at 5, 10, 12
+    folder = run_dir / "checkpoints"
+    shutil.copyfile(folder / "checkpoint_00000005.pt", folder / "last.pt")  # fork at update 5
+    result = trainer.train(make_config(corpus, run_dir, keep_last=3, max_updates=8))
+    assert result["step"] == 8
+    assert [p.name for p in sorted(folder.glob("checkpoint_*.pt"))] == [
+        "checkpoint_00000005.pt",
+        "checkpoint_00000008.pt",
+    ]
+    (aside,) = folder.glob("later-than-5.*")
+    assert {"checkpoint_00000010.pt", "checkpoint_00000012.pt", "final.pt"} <= {
+        p.name for p in aside.iterdir()
+    }
+    assert load_checkpoint(folder / "best.pt")["step"] <= 8
+    final_steps = load_checkpoint(folder / "final.pt")["description"]
+    assert "10" not in final_steps and "12" not in final_steps, final_steps
 
 
 def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(

@@ -32,7 +32,12 @@ from transformer.runtime import (
 from transformer.training.distributed import DistEnv, barrier
 from transformer.training.logger import TrainLogger
 from transformer.training.optim import build_optimizer, build_scheduler
-from transformer.training.state import Progress, check_resumable, restore_state
+from transformer.training.state import (
+    Progress,
+    check_resumable,
+    restore_state,
+    set_aside_later_checkpoints,
+)
 from transformer.training.step import UpdateStep
 
 if TYPE_CHECKING:
@@ -155,6 +160,8 @@ def _resume_state(cfg: TrainRunConfig, env: DistEnv) -> dict | None:
         raise CheckpointError(f"{error} Delete it, or set train.resume=false.") from error
     check_resumable(state["config"], cfg, path)
     logger.info("resuming from %s (update %d)", path, state["step"])
+    if env.is_main:
+        set_aside_later_checkpoints(path.parent, state["step"])
     return state
 
 

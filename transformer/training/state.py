@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from torch import nn
 from transformer.checkpoint import (
     FINAL_NAME,
     FORMAT_VERSION,
+    load_checkpoint,
     periodic_checkpoints,
     periodic_name,
+    periodic_step,
     save_checkpoint,
     unwrap_model,
 )
@@ -240,6 +243,32 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None
     optimizer.load_state_dict(saved)
     for group, own in zip(optimizer.param_groups, settings, strict=True):
         group.update(own)
+
+
+def set_aside_later_checkpoints(folder: Path, step: int) -> list[Path]:
+    """Move checkpoints of updates after `step` (the state resumed from) out of the run's way.
+
+    They belong to another trajectory: a run forked by copying an earlier checkpoint over
+    last.pt. Left in place, pruning (by name) would delete the new run's checkpoints instead of
+    them, and final.pt could average them or be their best.pt. They go to a subfolder
+    `later-than-<step>.<time>/`; nothing is deleted. Returns the moved files.
+    """
+    later = [path for path in periodic_checkpoints(folder) if periodic_step(path) > step]
+    for name in ("best.pt", FINAL_NAME):
+        path = folder / name
+        if path.is_file() and load_checkpoint(path)["step"] > step:
+            later.append(path)
+    if not later:
+        return []
+    aside = folder / f"later-than-{step}.{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for path in later:
+        path.rename(aside / path.name)
+    logger.warning(
+        "resuming from update %d: %s, of later updates, moved to %s",
+        step, ", ".join(path.name for path in later), aside,
+    )  # fmt: skip
+    return [aside / path.name for path in later]
 
 
 def _link_atomic(source: Path, target: Path) -> None:
