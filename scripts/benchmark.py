@@ -171,6 +171,12 @@ def bench_training(args: argparse.Namespace, cfg: TrainRunConfig) -> None:
         "ours fp32, torch loss": make_step(ours, "fp32", loss="torch"),
         "ours fp32": make_step(ours, "fp32", loss="ours"),
     }
+    if args.compile:
+        # A twin with the same weights: torch.compile with dynamic shapes, as batches vary.
+        twin = build_model(cfg.model, vocab_size, vocab_size, PAD_ID).train()
+        twin.load_state_dict(ours.state_dict())
+        compiled = torch.compile(twin, dynamic=True)
+        contenders["ours fp32, compiled"] = make_step(compiled, "fp32", loss="ours")
     if args.bf16:
         slowdown = bf16_matmul_slowdown(cfg.model.d_model)
         print(f"bf16 matrix product: x{slowdown:.1f} the time of float32 on this CPU")
@@ -178,9 +184,11 @@ def bench_training(args: argparse.Namespace, cfg: TrainRunConfig) -> None:
             contenders["ours bf16 autocast"] = make_step(ours, "bf16", loss="ours")
         else:
             print("  (no native bf16 here: bf16 autocast training is not timed)")
-    for step in contenders.values():  # warm-up: allocator, kernels, Adam state
-        for batch in batches[:2]:
+    for name, step in contenders.items():  # warm-up: allocator, kernels, Adam state, compiling
+        start = time.perf_counter()
+        for batch in batches:
             step(batch)
+        print(f"warm-up of {name}: {time.perf_counter() - start:.1f} s")
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     for round_index in range(args.rounds):
         for name, step in contenders.items():
@@ -237,6 +245,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=20, help="batches per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bf16", action="store_true", help="also time ours under bf16 autocast")
+    parser.add_argument("--compile", action="store_true", help="also time ours torch.compile'd")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps default")
     parser.add_argument("--checkpoint", help="a trained checkpoint, to time decoding")
     parser.add_argument("--decode-max-tokens", type=int, default=8192)

@@ -171,16 +171,16 @@ def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
     command = [
         sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--d-model", "32", "--layers", "1",
         "--heads", "2", "--d-ff", "64", "--vocab-size", "400", "--max-tokens", "512",
-        "--batches", "2", "--rounds", "2", "--bf16", "--checkpoint", str(checkpoint),
+        "--batches", "2", "--rounds", "2", "--bf16", "--compile", "--checkpoint", str(checkpoint),
         "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
     ]  # fmt: skip
     env = {**ONE_THREAD, "MULTI30K_DIR": str(multi30k_dir)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    names = r"ours fp32|ours fp32, torch loss|nn.Transformer fp32"
+    names = r"ours fp32|ours fp32, torch loss|ours fp32, compiled|nn.Transformer fp32"
     rates = dict(re.findall(rf"^  ({names})\s+([\d,]+)\s+x", out, re.M))
-    assert len(rates) == 3 and all(int(r.replace(",", "")) > 0 for r in rates.values()), out
+    assert len(rates) == 4 and all(int(r.replace(",", "")) > 0 for r in rates.values()), out
     assert re.search(r"^bf16 matrix product: x\d+\.\d the time of float32", out, re.M), out
     speeds = re.findall(r"^  (greedy|beam 5)\s+([\d.]+) sentences/s", out, re.M)
     assert [name for name, _ in speeds] == ["greedy", "beam 5"], out
