@@ -32,20 +32,30 @@ logger = logging.getLogger(__name__)
 
 
 def _choose_weights(run: Run, model: nn.Module) -> tuple[dict[str, torch.Tensor], str]:
-    """best.pt's weights, or the average of the last kept checkpoints if it validates as well.
+    """best.pt's weights, or the average of the last kept checkpoints if it validates as well
+    (or if there is no best.pt).
 
     `model` is a scratch model of the run's config, on its device, used to validate the average.
     """
     cfg, folder = run.cfg, run.checkpoint_dir
+    kept = periodic_checkpoints(folder)[-cfg.train.average_last :] if cfg.train.average_last else []
+    # best.pt is missing when it was set aside at a fork from an earlier update and no
+    # validation since has beaten the best score of the updates before the fork.
+    has_best = (folder / "best.pt").is_file()
+    if not has_best:
+        kept = kept or periodic_checkpoints(folder)[-1:]
+    steps = ", ".join(str(periodic_step(path)) for path in kept)
+    averaged_description = f"average of {len(kept)} checkpoints (updates {steps})"
+    if not has_best:
+        logger.warning("no best.pt in %s: final.pt is the %s", folder, averaged_description)
+        return average_checkpoints(kept), averaged_description
     best = load_checkpoint(folder / "best.pt")
     description = f"best.pt (update {best['step']})"
-    kept = periodic_checkpoints(folder)[-cfg.train.average_last :] if cfg.train.average_last else []
     if not kept:
         return best["model"], description
     averaged = average_checkpoints(kept)
     model.load_state_dict(averaged)
     report = validate(model, run.prepared, cfg, run.device, run.precision)
-    steps = ", ".join(str(periodic_step(path)) for path in kept)
     if report.bleu is not None:
         name, average, best_score = "BLEU", report.bleu.metrics.bleu, run.progress.best_bleu
         average_wins = average >= best_score
@@ -58,14 +68,14 @@ def _choose_weights(run: Run, model: nn.Module) -> tuple[dict[str, torch.Tensor]
     )  # fmt: skip
     if not average_wins:
         return best["model"], description
-    return averaged, f"average of {len(kept)} checkpoints (updates {steps})"
+    return averaged, averaged_description
 
 
 def write_final_model(run: Run) -> tuple[nn.Module, str] | None:
     """Choose the model the run reports, save it as checkpoints/final.pt, and return it with its
-    description; None (with a warning) when no validation has written best.pt."""
+    description; None (with a warning) when no validation has written a checkpoint."""
     folder = run.checkpoint_dir
-    if not (folder / "best.pt").is_file():
+    if not (folder / "best.pt").is_file() and not periodic_checkpoints(folder):
         logger.warning("no best.pt in %s: no final model, no test score", folder)
         return None
     tokenizer = run.prepared.tokenizer
