@@ -9,6 +9,7 @@ to early, weaker checkpoints. Without averaging it is best.pt. New checkpoints m
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,16 +40,12 @@ def _choose_weights(run: Run, model: nn.Module) -> tuple[dict[str, torch.Tensor]
     """
     cfg, folder = run.cfg, run.checkpoint_dir
     kept = periodic_checkpoints(folder)[-cfg.train.average_last :] if cfg.train.average_last else []
-    # best.pt is missing when it was set aside at a fork from an earlier update and no
-    # validation since has beaten the best score of the updates before the fork.
-    has_best = (folder / "best.pt").is_file()
-    if not has_best:
+    if not (folder / "best.pt").is_file():
+        # Set aside at a fork from an earlier update, and no validation since has beaten the
+        # best score of the updates before the fork.
         kept = kept or periodic_checkpoints(folder)[-1:]
-    steps = ", ".join(str(periodic_step(path)) for path in kept)
-    averaged_description = f"average of {len(kept)} checkpoints (updates {steps})"
-    if not has_best:
-        logger.warning("no best.pt in %s: final.pt is the %s", folder, averaged_description)
-        return average_checkpoints(kept), averaged_description
+        logger.warning("no best.pt in %s: final.pt is the %s", folder, _describe_average(kept))
+        return average_checkpoints(kept), _describe_average(kept)
     best = load_checkpoint(folder / "best.pt")
     description = f"best.pt (update {best['step']})"
     if not kept:
@@ -56,6 +53,7 @@ def _choose_weights(run: Run, model: nn.Module) -> tuple[dict[str, torch.Tensor]
     averaged = average_checkpoints(kept)
     model.load_state_dict(averaged)
     report = validate(model, run.prepared, cfg, run.device, run.precision)
+    steps = ", ".join(str(periodic_step(path)) for path in kept)
     if report.bleu is not None:
         name, average, best_score = "BLEU", report.bleu.metrics.bleu, run.progress.best_bleu
         average_wins = average >= best_score
@@ -68,7 +66,12 @@ def _choose_weights(run: Run, model: nn.Module) -> tuple[dict[str, torch.Tensor]
     )  # fmt: skip
     if not average_wins:
         return best["model"], description
-    return averaged, averaged_description
+    return averaged, _describe_average(kept)
+
+
+def _describe_average(kept: list[Path]) -> str:
+    steps = ", ".join(str(periodic_step(path)) for path in kept)
+    return f"average of {len(kept)} checkpoints (updates {steps})"
 
 
 def write_final_model(run: Run) -> tuple[nn.Module, str] | None:
@@ -76,7 +79,7 @@ def write_final_model(run: Run) -> tuple[nn.Module, str] | None:
     description; None (with a warning) when no validation has written a checkpoint."""
     folder = run.checkpoint_dir
     if not (folder / "best.pt").is_file() and not periodic_checkpoints(folder):
-        logger.warning("no best.pt in %s: no final model, no test score", folder)
+        logger.warning("no best.pt or checkpoint_*.pt in %s: no final model, no test score", folder)
         return None
     tokenizer = run.prepared.tokenizer
     model = build_model(run.cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)

@@ -145,16 +145,13 @@ def restore_schedule(scheduler: LambdaLR, state: dict) -> None:
     """Resume a saved schedule's position (its update count) under this run's own schedule.
 
     `load_state_dict` brings back the saved run's base rates (its `optim.lr`) along with the
-    count, and the optimizer's state its `initial_lr`: a run resumed with a new `optim.lr`
-    would keep the old peak (and the noam schedule, which divides by `lr`, would be rescaled).
-    The base rates the scheduler was built with are put back, then the rate of the next update
-    set from them.
+    count: a run resumed with a new `optim.lr` would keep the old peak (and the noam schedule,
+    which divides by `lr`, would be rescaled). The base rates the scheduler was built with are
+    put back, then the rate of the next update set from them.
     """
     base_lrs = list(scheduler.base_lrs)  # this run's optim.lr, one per parameter group
     scheduler.load_state_dict(state)
     scheduler.base_lrs = base_lrs
-    for group, base in zip(scheduler.optimizer.param_groups, base_lrs, strict=True):
-        group["initial_lr"] = base
     apply_schedule(scheduler)
 
 

@@ -95,18 +95,18 @@ def config_differences(stored: dict, current: TrainRunConfig) -> list[str]:
     ]
 
 
+def _inexact_values(config: dict) -> dict[str, object]:
+    train = config.get("train", {})
+    values = {f"train.{key}": train.get(key) for key in _EXACTNESS_TRAIN_KEYS}
+    return values | _flatten("optim", config.get("optim", {}))
+
+
 def _warn_inexact(stored: dict, current: TrainRunConfig, path: Path) -> None:
-    old, new = stored.get("train", {}), dataclasses.asdict(current.train)
+    old, new = _inexact_values(stored), _inexact_values(dataclasses.asdict(current))
     changed = [
-        f"train.{key}: {old.get(key)!r} -> {new[key]!r}"
-        for key in _EXACTNESS_TRAIN_KEYS
-        if old.get(key) != new[key]
-    ]
-    old_optim, new_optim = stored.get("optim", {}), dataclasses.asdict(current.optim)
-    changed += [
-        f"optim.{key}: {old_optim.get(key)!r} -> {value!r}"
-        for key, value in new_optim.items()
-        if old_optim.get(key) != value
+        f"{key}: {old.get(key)!r} -> {value!r}"
+        for key, value in new.items()
+        if old.get(key) != value
     ]
     if changed:
         logger.warning(
@@ -245,13 +245,13 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None
         group.update(own)
 
 
-def set_aside_later_checkpoints(folder: Path, step: int) -> list[Path]:
+def set_aside_later_checkpoints(folder: Path, step: int) -> None:
     """Move checkpoints of updates after `step` (the state resumed from) out of the run's way.
 
     They belong to another trajectory: a run forked by copying an earlier checkpoint over
     last.pt. Left in place, pruning (by name) would delete the new run's checkpoints instead of
     them, and final.pt could average them or be their best.pt. They go to a subfolder
-    `later-than-<step>.<time>/`; nothing is deleted. Returns the moved files.
+    `later-than-<step>.<time>/`; nothing is deleted.
     """
     later = [path for path in periodic_checkpoints(folder) if periodic_step(path) > step]
     for name in ("best.pt", FINAL_NAME):
@@ -259,7 +259,7 @@ def set_aside_later_checkpoints(folder: Path, step: int) -> list[Path]:
         if path.is_file() and load_checkpoint(path)["step"] > step:
             later.append(path)
     if not later:
-        return []
+        return
     aside = folder / f"later-than-{step}.{time.strftime('%Y%m%d-%H%M%S')}"
     aside.mkdir()
     for path in later:
@@ -268,7 +268,6 @@ def set_aside_later_checkpoints(folder: Path, step: int) -> list[Path]:
         "resuming from update %d: %s, of later updates, moved to %s",
         step, ", ".join(path.name for path in later), aside,
     )  # fmt: skip
-    return [aside / path.name for path in later]
 
 
 def _link_atomic(source: Path, target: Path) -> None:
