@@ -160,3 +160,14 @@ def test_a_run_folder_resolves_to_final_then_best_then_last(tmp_path: Path) -> N
             assert resolve_checkpoint(given) == folder / name
     assert resolve_checkpoint(folder / "last.pt") == folder / "last.pt"  # files are kept
     assert resolve_checkpoint(tmp_path / "no.pt") == tmp_path / "no.pt"  # load_checkpoint names it
+
+
+def test_a_removed_config_key_is_ignored_with_a_warning(
+    tiny_parallel_corpus: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Checkpoints of older versions carry train.num_workers, which did nothing: they still load."""
+    cfg = tiny_assets(tiny_parallel_corpus)[2]
+    config = dataclasses.asdict(cfg)
+    config["train"]["num_workers"] = 4
+    assert run_config_from_checkpoint({"config": config}) == cfg
+    assert "ignoring train.num_workers" in caplog.text

@@ -46,6 +46,8 @@ _SECTIONS = {
     "train": TrainConfig,
     "decode": DecodeConfig,
 }
+# Keys that older versions stored and this one dropped (they did nothing): ignored on load.
+_REMOVED_KEYS = {"train": ("num_workers",)}
 
 
 class CheckpointError(Exception):
@@ -143,12 +145,22 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
+def _without_removed_keys(section: str, values: dict) -> dict:
+    removed = [key for key in _REMOVED_KEYS.get(section, ()) if key in values]
+    if removed:
+        logger.warning(
+            "checkpoint config: ignoring %s (no longer a setting)",
+            ", ".join(f"{section}.{key}" for key in removed),
+        )
+    return {key: value for key, value in values.items() if key not in removed}
+
+
 def run_config_from_checkpoint(state: dict) -> TrainRunConfig:
     """Rebuild the typed run config stored in a checkpoint."""
     stored = dict(state["config"])
     sections = {}
     for name, cls in _SECTIONS.items():
-        values = stored.pop(name, {})
+        values = _without_removed_keys(name, stored.pop(name, {}))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

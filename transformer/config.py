@@ -211,7 +211,6 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on CUDA with bf16 support, else fp32
     compile: bool | None = None  # None: on where a CUDA device is present
-    num_workers: int = 0
     cpu_threads: int = 0  # torch.set_num_threads on CPU (1 is fastest for tiny models); 0: default
     resume: bool = True  # re-running into an existing run folder continues from last.pt
     evaluate_test: bool = True  # decode the test split with final.pt at the end
@@ -225,7 +224,7 @@ class TrainConfig:
         _check_positive("train", "log_every", self.log_every)
         for key in ("max_updates", "max_epochs", "max_time_minutes", "patience", "keep_last"):
             _check_positive("train", key, getattr(self, key), allow_zero=True)
-        for key in ("average_last", "valid_max_sentences", "n_samples", "num_workers"):
+        for key in ("average_last", "valid_max_sentences", "n_samples"):
             _check_positive("train", key, getattr(self, key), allow_zero=True)
         _check_positive("train", "max_train_pairs", self.max_train_pairs, allow_zero=True)
         _check_positive("train", "cpu_threads", self.cpu_threads, allow_zero=True)
