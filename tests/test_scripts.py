@@ -1,9 +1,10 @@
-"""`scripts/prepare_data.py` through Hydra on a tiny text-file corpus: exit status, the statistics
-table with the right pair counts, and the SentencePiece model in the run folder."""
+"""The scripts: `scripts/prepare_data.py` through Hydra on a tiny text-file corpus (statistics,
+tokenizer, sweeps), the tables read from metrics.jsonl, the benchmark, reproduce_results.sh."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import re
 import subprocess
@@ -58,34 +59,41 @@ def test_multirun_sweep_gives_each_job_its_own_folder(
         assert (sweep_dir / job / "spm.model").is_file()
 
 
+def _event(event: str, clock: str, update: int, **fields: object) -> str:
+    """A metrics.jsonl line (`transformer.training.metrics_log`) at 2026-01-01 `clock`."""
+    when = datetime.datetime.fromisoformat(f"2026-01-01T{clock}+00:00").timestamp()
+    return json.dumps({"event": event, "time": when, "update": update, **fields}) + "\n"
+
+
+def _start(clock: str, update: int, hardware: str, setup_seconds: float = 0.0) -> str:
+    return _event(
+        "start", clock, update, hardware=hardware, world_size=1, precision="fp32",
+        config_hash="0123456789abcdef", setup_seconds=setup_seconds,
+    )  # fmt: skip
+
+
 def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     tmp_path: Path,
 ) -> None:
     run = tmp_path / "en-de"
     (run / "checkpoints" / "eval").mkdir(parents=True)
-    (run / "train.log").write_text(
-        "[2026-01-01 09:00:00,001][transformer.cli][INFO] - run folder: x\n"
-        "[2026-01-01 09:00:01,001][s][INFO] - hardware: Old CPU, 4 threads\n"
-        "[2026-01-01 09:30:00,001][t][INFO] - stopped at update 500: max_updates\n"
-        "[2026-01-01 10:00:00,001][transformer.cli][INFO] - run folder: x\n"
-        "[2026-01-01 10:00:01,001][s][WARNING] - train.resume=false: starting over; the old...\n"
-        "[2026-01-01 10:00:02,001][s][INFO] - hardware: AMD EPYC, 1 thread\n"
-        "[2026-01-01 10:30:00,001][transformer.training.trainer][INFO] - update 10 | loss 3.0\n"
-        "[2026-01-01 11:00:00,001][t][INFO] - stopped at update 900: signal (1:00:00 in all)\n"
-        "[2026-01-01 12:00:00,001][transformer.cli][INFO] - run folder: x\n"
-        "[2026-01-01 12:00:05,001][s][INFO] - resuming from x/last.pt (update 900)\n"
-        "[2026-01-01 12:00:06,001][s][INFO] - hardware: AMD EPYC, 1 thread\n"
-        "[2026-01-01 12:20:30,001][t][INFO] - stopped at update 1200: max_epochs\n"
-        "[2026-01-01 12:30:00,001][transformer.cli][INFO] - run folder: x\n"
-        "[2026-01-01 12:30:05,001][s][INFO] - resuming from x/last.pt (update 1200)\n"
-        "[2026-01-01 12:30:06,001][s][INFO] - hardware: NVIDIA H200\n"
-        "[2026-01-01 12:35:00,001][transformer.training.trainer][INFO] - update 1210 | loss 2\n"
-        "[2026-01-01 13:00:00,001][transformer.cli][INFO] - run folder: x\n"
-        "[2026-01-01 13:00:05,001][s][INFO] - resuming from x/last.pt (update 1200)\n"
-        "[2026-01-01 13:00:10,001][t][INFO] - stopped at update 1200: max_updates\n",
+    (run / "metrics.jsonl").write_text(
+        _start("09:00:00", 0, "Old CPU, 4 threads")
+        + _event("stop", "09:30:00", 500, reason="max_updates", wall_seconds=1800.0)
+        # started over from update 0 (train.resume=false): the run above no longer counts
+        + _start("10:00:02", 0, "AMD EPYC, 1 thread", setup_seconds=2.0)
+        + _event("train", "10:30:00", 10, epoch=1, loss=3.0)
+        + _event("stop", "11:00:00", 900, reason="signal", wall_seconds=3600.0)
+        + _start("12:00:06", 900, "AMD EPYC, 1 thread", setup_seconds=6.0)
+        + _event("stop", "12:20:30", 1200, reason="max_epochs", wall_seconds=1230.0)
+        + _start("12:30:06", 1200, "NVIDIA H200", setup_seconds=6.0)
+        + _event("validation", "12:40:00", 1250, valid_loss=2.0, valid_ppl=7.4, best=True)
+        + _event("train", "12:45:00", 1260, epoch=9, loss=2.0)  # lost: killed before a save
+        + _start("13:00:05", 1250, "NVIDIA H200", setup_seconds=5.0)
+        + _event("stop", "13:00:10", 1250, reason="max_updates", wall_seconds=10.0),
         encoding="utf-8",
-    )  # a run set aside, then sessions of 1:00:00 + 0:20:30, one killed after 0:05:00 and
-    # one of 0:00:10 that wrote final.pt; the set-aside run's hardware does not count
+    )  # sessions of 1:00:00, 0:20:30, 0:10:00 (killed; its last kept event at 12:40) and
+    # 0:00:10, which only wrote final.pt and so keeps the earlier stop reason
     report = {
         "checkpoint": "runs/x/checkpoints/last.pt",
         "averaged": ["a.pt", "b.pt", "c.pt"],
@@ -108,7 +116,7 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
     row = done.stdout.splitlines()[2].split(" | ")
     assert row[0] == "| en→de" and row[1] == "multi30k test_2017_flickr"
     assert row[2:5] == ["33.3", "34.1", "61.2"]
-    assert row[5] == "1:25:40 (1,200 updates, max_epochs)"
+    assert row[5] == "1:30:40 (1,250 updates, max_epochs)"
     assert row[6] == "AMD EPYC, 1 thread + NVIDIA H200"
     assert row[7] == "average of 3 checkpoints, beam 5 |"
     row = done.stdout.splitlines()[3].split(" | ")
@@ -121,26 +129,26 @@ def test_results_table_reads_reports_and_sums_the_sessions_of_a_resumed_run(
 
 
 def _validation(update: int, ppl: float, bleu: float) -> str:
-    return (
-        f"[2026-01-01 09:00:00,001][t][INFO] - validation at update {update}: valid_loss 1.5 | "
-        f"valid_ppl {ppl} | valid_bleu {bleu} (best)\n"
-    )
+    return _event("validation", "09:00:00", update, valid_loss=1.5, valid_ppl=ppl, valid_bleu=bleu)
 
 
 def test_validation_curves_put_runs_side_by_side(tmp_path: Path) -> None:
     first, second = tmp_path / "a", tmp_path / "b"
     for run in (first, second):
         run.mkdir()
-    (first / "train.log").write_text(
-        _validation(250, 80.0, 5.0)
-        + "[2026-01-01 10:00:01,001][s][WARNING] - train.resume=false: starting over; ...\n"
+    (first / "metrics.jsonl").write_text(
+        _start("08:00:00", 0, "cpu")
+        + _validation(250, 80.0, 5.0)
+        + _start("10:00:00", 0, "cpu")  # started over
         + _validation(250, 60.0, 6.5)
         + _validation(500, 30.5, 12.0)
+        + _start("11:00:00", 500, "cpu")
         + _validation(500, 29.0, 13.25),  # a resumed session validated 500 again: it wins
         encoding="utf-8",
     )
-    (second / "train.log").write_text(
-        _validation(250, 70.0, 7.0) + _validation(750, 12.0, 20.0), encoding="utf-8"
+    (second / "metrics.jsonl").write_text(
+        _start("08:00:00", 0, "cpu") + _validation(250, 70.0, 7.0) + _validation(750, 12.0, 20.0),
+        encoding="utf-8",
     )
     script = [sys.executable, str(ROOT / "scripts" / "validation_curves.py"), str(first)]
     done = subprocess.run([*script, str(second)], capture_output=True, text=True, timeout=60)
@@ -157,7 +165,7 @@ def test_validation_curves_put_runs_side_by_side(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.stdout.splitlines()[2:] == [f"| {first} | 29 |", f"| {second} |  |"]
     done = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and f"no train.log in {tmp_path}" in done.stderr
+    assert done.returncode == 2 and f"no metrics.jsonl in {tmp_path}" in done.stderr
 
 
 def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(

@@ -4,6 +4,7 @@ checkpoint contents, refusing a foreign checkpoint, stopping rules, signals, sta
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -35,7 +36,9 @@ from transformer.config import (
 from transformer.data.batching import TokenBatchSampler
 from transformer.data.tokenizer import PAD_ID
 from transformer.model import build_model
+from transformer.runtime import describe_hardware
 from transformer.training import final, trainer
+from transformer.training.metrics_log import config_hash
 from transformer.training.setup import BatchStream
 from transformer.training.state import Progress, ResumeError, check_resumable
 from transformer.training.step import UpdateStep
@@ -483,3 +486,24 @@ def test_new_updates_remove_final_pt_and_a_signal_stopped_run_can_be_finished(
     assert result["stop_reason"] == "max_updates" and math.isfinite(result["valid_loss"])
     assert (run_dir / "checkpoints" / "checkpoint_00000008.pt").is_file()  # validated at 8
     assert load_checkpoint(final_pt)["step"] == 8
+
+
+def test_metrics_jsonl_records_each_session_its_training_validations_and_stop(
+    corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    trainer.train(make_config(corpus, run_dir, max_updates=5, log_every=2))
+    resumed = make_config(corpus, run_dir, max_updates=6, log_every=2)
+    trainer.train(resumed)
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["update"]) for e in events] == [
+        ("start", 0), ("train", 2), ("train", 4), ("validation", 5), ("stop", 5),
+        ("start", 5), ("train", 6), ("stop", 6), ("validation", 6),  # the final validation
+    ]  # fmt: skip
+    start, train, validation, stop = events[5], events[6], events[3], events[7]
+    assert start["hardware"] == describe_hardware(torch.device("cpu"))
+    assert start["config_hash"] == config_hash(resumed)
+    assert train["loss"] == pytest.approx(train_losses(run_dir)[6])
+    assert {"epoch", "ppl", "lr", "grad_norm", "tokens_per_s"} <= set(train)
+    assert set(validation) >= {"valid_loss", "valid_ppl", "valid_bleu"} and validation["best"]
+    assert stop["reason"] == "max_updates" and 0 < stop["wall_seconds"] < 600

@@ -1,13 +1,16 @@
-"""TensorBoard and console output of the training loop, on rank 0 only.
+"""TensorBoard, metrics.jsonl and console output of the training loop, on rank 0 only.
 
 The only module that imports TensorBoard. Other ranks get a `TrainLogger` that does nothing.
+Progress is a bar on a terminal, and a log line every so often when the output goes to a file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -19,14 +22,49 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from transformer.training.distributed import all_reduce_sum
+from transformer.training.metrics_log import MetricsLog
 
 logger = logging.getLogger(__name__)
 
 HParamValue = int | float | str | bool
+PROGRESS_SECONDS = 60.0  # between progress lines when the output is not a terminal
+
+
+class ProgressLines:
+    """Progress as a log line at most every `seconds`: what a file gets instead of bar redraws.
+
+    Args:
+        total: the update the run stops at (None when it stops on epochs or time).
+        initial: the update this session starts from.
+        seconds: the least time between two lines.
+    """
+
+    def __init__(self, total: int | None, initial: int, seconds: float) -> None:
+        self.total, self.update, self.seconds = total, initial, seconds
+        self._first_update = initial
+        self._start = self._last = time.monotonic()
+
+    def advance(self, updates: int) -> None:
+        """Count `updates`; log a line when `seconds` have passed since the last one."""
+        self.update += updates
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return
+        self._last = now
+        per_update = (now - self._start) / max(self.update - self._first_update, 1)
+        if self.total is None:
+            logger.info("progress: update %d, %.2f s/update", self.update, per_update)
+            return
+        left = datetime.timedelta(seconds=round(per_update * max(self.total - self.update, 0)))
+        logger.info(
+            "progress: update %d/%d (%.0f%%), %.2f s/update, %s left",
+            self.update, self.total, 100 * self.update / self.total, per_update, left,
+        )  # fmt: skip
 
 
 class TrainLogger:
-    """Scalars, text and hyperparameters to TensorBoard; a progress bar on the console.
+    """Scalars, text and hyperparameters to TensorBoard; events to metrics.jsonl; progress on
+    the console: a bar on a terminal, else a log line every `progress_seconds`.
 
     Use as a context manager: while open, console log lines are written through tqdm so they do
     not break the progress bar; closing flushes the event file.
@@ -36,19 +74,37 @@ class TrainLogger:
         enabled: False on ranks other than 0: every method is then a no-op.
         total_updates: length of the progress bar (None when the run stops on epochs or time).
         initial_update: where a resumed run starts the bar.
+        metrics_path: the run's metrics.jsonl (None writes none).
+        terminal: whether progress goes to a terminal; None asks standard error.
+        progress_seconds: the least time between progress lines when it does not.
     """
 
     def __init__(
-        self, log_dir: Path, *, enabled: bool, total_updates: int | None, initial_update: int
+        self,
+        log_dir: Path,
+        *,
+        enabled: bool,
+        total_updates: int | None,
+        initial_update: int,
+        metrics_path: Path | None = None,
+        terminal: bool | None = None,
+        progress_seconds: float = PROGRESS_SECONDS,
     ) -> None:
         self.enabled = enabled
         # A resumed run hides what an earlier session logged after its last checkpoint.
         purge_step = initial_update + 1 if initial_update > 0 else None
         self._writer = SummaryWriter(str(log_dir), purge_step=purge_step) if enabled else None
+        self._metrics = MetricsLog(metrics_path if enabled else None)
+        terminal = sys.stderr.isatty() if terminal is None else terminal
+        self._lines = (
+            ProgressLines(total_updates, initial_update, progress_seconds)
+            if enabled and not terminal
+            else None
+        )
         self._bar = tqdm(
             total=total_updates,
             initial=initial_update,
-            disable=not enabled,
+            disable=not enabled or not terminal,
             unit="upd",
             dynamic_ncols=True,
             mininterval=1.0,
@@ -56,7 +112,7 @@ class TrainLogger:
         self._redirect = contextlib.ExitStack()
 
     def __enter__(self) -> TrainLogger:
-        if self.enabled:
+        if not self._bar.disable:
             self._redirect.enter_context(logging_redirect_tqdm())
         return self
 
@@ -101,8 +157,14 @@ class TrainLogger:
         for summary in (experiment, start, end):
             file_writer.add_summary(summary)
 
+    def event(self, name: str, update: int, fields: dict[str, object]) -> None:
+        """Append an event to metrics.jsonl (`transformer.training.metrics_log` lists them)."""
+        self._metrics.write(name, update, fields)
+
     def progress(self, updates: int, postfix: dict[str, str] | None = None) -> None:
         """Advance the bar by `updates`; `postfix` replaces the figures shown after it."""
+        if self._lines is not None:
+            self._lines.advance(updates)
         if postfix is not None:
             self._bar.set_postfix(postfix, refresh=False)
         self._bar.update(updates)

@@ -31,6 +31,7 @@ from transformer.runtime import (
 )
 from transformer.training.distributed import DistEnv, barrier
 from transformer.training.logger import TrainLogger
+from transformer.training.metrics_log import METRICS_FILE
 from transformer.training.optim import build_optimizer, build_scheduler
 from transformer.training.state import (
     Progress,
@@ -296,5 +297,6 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
             enabled=env.is_main,
             total_updates=cfg.train.max_updates or None,
             initial_update=progress.step,
+            metrics_path=Path(cfg.run_dir) / METRICS_FILE,
         ),
     )

@@ -16,7 +16,7 @@ import time
 from types import FrameType, TracebackType
 
 from transformer.config import TrainRunConfig
-from transformer.runtime import pick_device, rng_state
+from transformer.runtime import describe_hardware, pick_device, rng_state
 from transformer.training.distributed import (
     all_gather_objects,
     broadcast_float,
@@ -27,6 +27,7 @@ from transformer.training.distributed import (
 )
 from transformer.training.final import evaluate_test, write_final_model
 from transformer.training.logger import Meter, flat_hparams
+from transformer.training.metrics_log import config_hash
 from transformer.training.setup import Run, build_run
 from transformer.training.state import checkpoint_state, write_checkpoints
 from transformer.training.step import StepResult
@@ -120,6 +121,7 @@ def validate_and_save(run: Run) -> dict[str, float]:
         " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
         " (best)" if is_best else f" ({run.progress.bad_validations} without gain)",
     )
+    run.log.event("validation", step, {**metrics, "best": is_best})
     run.progress.validated_step, run.last_metrics = step, metrics
     save(run, is_best=is_best, periodic=True)
     return metrics
@@ -131,6 +133,7 @@ def _report(run: Run, meter: Meter, result: StepResult, lr: float) -> None:
     if result.grad_norm is not None:
         values["grad_norm"] = result.grad_norm.item()
     run.log.scalars({f"train/{key}": value for key, value in values.items()}, run.progress.step)
+    run.log.event("train", run.progress.step, {"epoch": run.stream.epoch + 1, **values})
     run.log.progress(0, {"loss": f"{values['loss']:.3f}", "tok/s": f"{values['tokens_per_s']:.0f}"})
     logger.info(
         "update %d | epoch %d | loss %.3f | ppl %.2f | lr %.3g | gnorm %.3f | %.0f tok/s",
@@ -212,6 +215,16 @@ def _finish(run: Run, reason: str) -> dict[str, float]:
     return metrics
 
 
+def _session_start(run: Run, setup_seconds: float) -> dict[str, object]:
+    return {
+        "hardware": describe_hardware(run.device, run.env.world_size),
+        "world_size": run.env.world_size,
+        "precision": run.precision,
+        "config_hash": config_hash(run.cfg),
+        "setup_seconds": round(setup_seconds, 1),
+    }
+
+
 def train(cfg: TrainRunConfig) -> dict:
     """Train (or resume) the run in `cfg.run_dir`; return the final metrics.
 
@@ -224,12 +237,14 @@ def train(cfg: TrainRunConfig) -> dict:
         "valid_loss", "valid_ppl", "valid_bleu" and "test_bleu", "test_bleu_lowercase",
         "test_chrf" when computed.
     """
+    began = time.monotonic()
     env = env_from_torchrun()
     device = init_distributed(env, pick_device(cfg.train.device))
     try:
         run = build_run(cfg, env, device)
         with run.log:
             run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
+            run.log.event("start", run.progress.step, _session_start(run, run.started - began))
             with StopOnSignal() as stop:
                 reason = _loop(run, stop)
             # Outside the handler: Ctrl-C during the final validation and test decode stops it.
@@ -237,6 +252,8 @@ def train(cfg: TrainRunConfig) -> dict:
             logger.info(
                 "stopped at update %d: %s (%s in this session)", run.progress.step, reason, elapsed
             )
+            wall = round(time.monotonic() - began, 1)
+            run.log.event("stop", run.progress.step, {"reason": reason, "wall_seconds": wall})
             metrics = _finish(run, reason)
         return {
             "step": run.progress.step,
