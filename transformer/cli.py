@@ -1,10 +1,15 @@
-"""The only Hydra/OmegaConf code: schema registration, DictConfig -> dataclasses, run folder."""
+"""The only Hydra/OmegaConf code: schema registration, DictConfig -> dataclasses, run folder,
+and the Hydra commands `tmt-train` and `tmt-prepare` (scripts/train.py, scripts/prepare_data.py)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
+import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -12,6 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from transformer.config import TrainRunConfig
 
 logger = logging.getLogger(__name__)
+
+# The checkout's configs/, found from this file rather than from the working directory or the
+# calling script, so an installed command (`pip install -e`) runs from any folder.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def register_configs() -> None:
@@ -57,7 +66,7 @@ def _quiet_other_ranks() -> None:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Entry point of `scripts/train.py`."""
+    """The job of `tmt-train`: convert the config, then train."""
     from transformer.training.trainer import train as run_training
 
     _quiet_other_ranks()
@@ -67,9 +76,35 @@ def train(cfg: DictConfig) -> dict:
 
 
 def prepare(cfg: DictConfig) -> None:
-    """Entry point of `scripts/prepare_data.py`: fetch, tokenise, and print corpus statistics."""
+    """The job of `tmt-prepare`: fetch, tokenise, and print corpus statistics."""
     from transformer.data.prepare import format_stats, prepare_data
 
     run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
     prepared = prepare_data(run_cfg)
     print(format_stats(prepared.stats))
+
+
+def _run_hydra(job: Callable[[DictConfig], object], job_name: str) -> None:
+    """Run `job` as a Hydra job over configs/train.yaml, with the overrides in sys.argv.
+
+    Hydra names the job, and so its log file, after the module that holds `job`: this one, for
+    every command. `job_name` names it instead (train: train.log).
+    """
+    if not (CONFIG_DIR / "train.yaml").is_file():
+        raise SystemExit(
+            f"error: no configs/train.yaml at {CONFIG_DIR.parent}; install the project from its "
+            "checkout (pip install -e .), which keeps configs/ beside the package."
+        )
+    register_configs()
+    sys.argv += [f"hydra.job.name={job_name}", *rank_overrides()]
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(job)()
+
+
+def train_main() -> None:
+    """`tmt-train [key=value ...]`: train, or resume the run in the run folder."""
+    _run_hydra(train, "train")
+
+
+def prepare_main() -> None:
+    """`tmt-prepare [key=value ...]`: fetch the corpus, train the tokenizer, print statistics."""
+    _run_hydra(prepare, "prepare_data")
