@@ -12,7 +12,7 @@
 # $RESULTS_DIR/<direction> (default runs/results); re-running the command resumes them.
 # SECOND="OVERRIDES" then trains a second run of each direction with those overrides as well
 # (to $RESULTS_DIR/<direction>-second), scores it alone, and scores both runs decoded together
-# (`evaluate.py FIRST --ensemble SECOND`), the README's ensemble rows.
+# (`evaluate.py FIRST --ensemble SECOND`), the ensemble rows of docs/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python}

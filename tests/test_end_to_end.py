@@ -1,5 +1,6 @@
-"""`scripts/train.py experiment=smoke` on real Multi30k: BLEU rises, checkpoints and TensorBoard
-files appear, and re-running the command resumes from the saved update."""
+"""`scripts/train.py experiment=smoke` on real Multi30k: BLEU rises, checkpoints, TensorBoard
+files and metrics.jsonl appear, re-running the command resumes from the saved update, and the
+table scripts read the run."""
 
 from __future__ import annotations
 
@@ -79,3 +80,21 @@ def test_smoke_training_learns_checkpoints_logs_and_resumes(
     assert new_steps[0] == N_UPDATES + 5 and new_steps[-1] == MORE_UPDATES
     state = torch.load(checkpoints / "last.pt", weights_only=True)
     assert state["step"] == MORE_UPDATES
+
+    # metrics.jsonl holds both sessions as data; the table scripts read it.
+    curve = _script("validation_curves.py", run_dir)
+    assert curve.splitlines()[0] == "| bleu at update | 100 | 200 | 300 | 320 |"
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(run_dir), "--max-sentences",
+         "20"], env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True, capture_output=True,
+    )  # fmt: skip
+    row = _script("results_table.py", run_dir).splitlines()[2].split(" | ")
+    assert row[5].endswith(f"({MORE_UPDATES} updates, max_updates)")
+    assert row[6] == f"{cpu_name()}, 1 thread"
+
+
+def _script(name: str, run_dir: Path) -> str:
+    command = [sys.executable, str(ROOT / "scripts" / name), str(run_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
