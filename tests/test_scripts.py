@@ -41,6 +41,7 @@ def test_prepare_data_script_prints_statistics_and_saves_the_tokenizer(
     assert rows["validation"][:3] == ["40", "0", "0"] and rows["test"][:3] == ["40", "0", "0"]
     assert "Corpus: files en->de" in done.stdout and "Train batches at max_tokens=" in done.stdout
     assert (run_dir / "spm.model").is_file() and (run_dir / "tokenizer.json").is_file()
+    assert (run_dir / "prepare_data.log").is_file()  # the job keeps its name
 
 
 def test_multirun_sweep_gives_each_job_its_own_folder(
