@@ -1,15 +1,17 @@
-"""The Hydra entry point's per-rank settings: under torchrun, rank 0 alone writes the run folder's
-.hydra/ and train.log."""
+"""The Hydra entry point's per-rank settings (under torchrun, rank 0 alone writes the run folder's
+.hydra/ and train.log), and its message when configs/ is missing."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from tiny import ROOT
 
+from transformer import cli
 from transformer.cli import rank_overrides
 
 
@@ -29,4 +31,18 @@ def test_hydra_config_of_a_rank_above_0_writes_no_config_copy_and_no_log_file(ra
     assert ("output_subdir: .hydra" in done.stdout) == writes_files
     assert ("filename: ${hydra.runtime.output_dir}/${hydra.job.name}.log" in done.stdout) == (
         writes_files
+    )
+
+
+def test_a_command_without_configs_says_how_to_install_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A non-editable install has no configs/ beside the package: one line, exit code 2."""
+    monkeypatch.setattr(cli, "CONFIG_DIR", tmp_path / "configs")
+    with pytest.raises(SystemExit) as stopped:
+        cli.train_main()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: no configs/train.yaml in {tmp_path}; install the project from its checkout "
+        "(pip install -e .), which keeps configs/ beside the package.\n"
     )

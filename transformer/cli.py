@@ -91,10 +91,12 @@ def _run_hydra(job: Callable[[DictConfig], object], job_name: str) -> None:
     every command. `job_name` names it instead (train: train.log).
     """
     if not (CONFIG_DIR / "train.yaml").is_file():
-        raise SystemExit(
-            f"error: no configs/train.yaml at {CONFIG_DIR.parent}; install the project from its "
-            "checkout (pip install -e .), which keeps configs/ beside the package."
+        print(
+            f"error: no configs/train.yaml in {CONFIG_DIR.parent}; install the project from its "
+            "checkout (pip install -e .), which keeps configs/ beside the package.",
+            file=sys.stderr,
         )
+        raise SystemExit(2)
     register_configs()
     sys.argv += [f"hydra.job.name={job_name}", *rank_overrides()]
     hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(job)()
