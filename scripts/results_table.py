@@ -4,8 +4,9 @@
 Each RUN is a run folder (e.g. runs/multi30k/en-de). A row per JSON report that
 `tmt-evaluate` (scripts/evaluate.py) wrote under RUN/checkpoints/eval/, with cased and
 lowercased BLEU and chrF, and from RUN/metrics.jsonl the run's training: the wall time of its
-sessions, summed (so a resumed run counts every session), the update and reason it stopped at,
-and the hardware those sessions trained on. An ensemble's row names its other members, whose
+sessions, summed (so a resumed run counts every session, but not the updates a killed session
+made after its last checkpoint), the update and reason it stopped at, and the hardware those
+sessions trained on. An ensemble's row names its other members, whose
 training is not counted.
 """
 
