@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -36,6 +37,17 @@ def to_run_config(cfg: DictConfig, run_dir: str) -> TrainRunConfig:
     assert isinstance(run_cfg, TrainRunConfig), type(run_cfg)
     run_cfg.run_dir = run_dir
     return run_cfg
+
+
+def compose_run_config(overrides: list[str], run_dir: str) -> TrainRunConfig:
+    """configs/train.yaml with Hydra overrides, as `scripts/train.py` composes it, outside a
+    Hydra job (for programs that train or build models from the presets themselves)."""
+    from hydra import compose, initialize_config_dir
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    register_configs()
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        return to_run_config(compose(config_name="train", overrides=overrides), run_dir)
 
 
 def rank_overrides(environ: dict[str, str] | None = None) -> list[str]:
