@@ -285,7 +285,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path(os.environ.get("MULTI30K_DIR") or ROOT / ".gpu-data" / "multi30k"),
     )  # fmt: skip
     parser.add_argument("--tests-budget", type=float, default=60.0, help="seconds")
-    parser.add_argument("--throughput-budget", type=float, default=90.0, help="seconds")
+    parser.add_argument("--throughput-budget", type=float, default=70.0, help="seconds")
     parser.add_argument(
         "--compile-reserve", type=float, default=30.0,
         help="seconds of throughput budget a compiled setting needs left to start",
