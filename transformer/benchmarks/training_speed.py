@@ -69,7 +69,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_rate(device: torch.device, n: int, dtype: torch.dtype, repeats: int = 10) -> float:
+def matmul_rate(device: torch.device, n: int, dtype: torch.dtype, repeats: int = 20) -> float:
     """FLOP/s of an (n, n) @ (n, n) product on random data (mean over `repeats`, after 3)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
