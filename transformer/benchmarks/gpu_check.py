@@ -147,11 +147,18 @@ def part_throughput(args: argparse.Namespace, report: Report, device: torch.devi
         if left < (args.compile_reserve if compiled else 0):
             report.line(f"  {name:6s} {precision:9s} {mode:8s} skip ({left:.0f} s of budget left)")
             continue
-        result = time_training(
-            compose_run_config([f"model={name}"], str(args.work)).model,
-            vocab=args.vocab, batches=batches, device=device, precision=precision,
-            compiled=compiled, steps=args.steps, compile_backend=args.compile_backend,
-        )  # fmt: skip
+        try:
+            result = time_training(
+                compose_run_config([f"model={name}"], str(args.work)).model,
+                vocab=args.vocab, batches=batches, device=device, precision=precision,
+                compiled=compiled, steps=args.steps, compile_backend=args.compile_backend,
+            )  # fmt: skip
+        except Exception as error:  # one setting's failure (memory, compiler) spares the rest
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            report.line(f"  {name:6s} {precision:9s} {mode:8s} FAILED: {type(error).__name__}: "
+                        f"{first_line}")  # fmt: skip
+            rows.append({"model": name, "precision": precision, "mode": mode, "error": str(error)})
+            continue
         mfu = result.flops_per_s / peak if peak else float("nan")
         report.line(
             f"  {name:6s} {precision:9s} {mode:8s} {result.tokens_per_s:11,.0f} "
