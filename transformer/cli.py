@@ -47,6 +47,16 @@ def to_run_config(cfg: DictConfig, run_dir: str) -> TrainRunConfig:
     return run_cfg
 
 
+def compose_run_config(overrides: list[str], run_dir: str) -> TrainRunConfig:
+    """configs/train.yaml with Hydra overrides, as `scripts/train.py` composes it, outside a
+    Hydra job (for programs that train or build models from the presets themselves)."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return to_run_config(compose(config_name="train", overrides=overrides), run_dir)
+
+
 def rank_overrides(environ: dict[str, str] | None = None) -> list[str]:
     """Hydra overrides for a torchrun worker of rank >= 1 (none for rank 0 or a single process).
 

@@ -56,7 +56,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         if precision == "fp16" and device.type != "cuda":
             raise ValueError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU.")
         return precision
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    # Emulated bf16 (V100, T4) is slower than fp32: count only native support.
+    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
         return "bf16"
     return "fp32"
 
@@ -85,7 +86,11 @@ def _numpy_state_to_plain(state: tuple) -> list:
 
 
 def rng_state() -> dict:
-    """Capture every random generator the training loop draws from, for exact resume."""
+    """Capture every random generator the training loop draws from, for exact resume.
+
+    On CUDA only the current device's generator: the one this rank draws from (DDP sets it).
+    Every visible GPU's states would not restore on a machine with fewer GPUs.
+    """
     state = {
         "python": random.getstate(),
         # As plain lists so checkpoints load with torch.load(weights_only=True).
@@ -93,7 +98,7 @@ def rng_state() -> dict:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -104,4 +109,9 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]
+        if isinstance(cuda, (list, tuple)):  # older checkpoints: one state per visible GPU
+            index = torch.cuda.current_device()
+            cuda = cuda[index] if index < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)

@@ -215,3 +215,14 @@ def flat_hparams(config: dict, prefix: str = "") -> dict[str, HParamValue]:
         else:
             flat[name] = value if isinstance(value, int | float | str | bool) else str(value)
     return flat
+
+
+def read_scalars(folder: Path, tag: str) -> list[tuple[float, int, float]]:
+    """(wall time, update, value) of every `tag` scalar in a run's TensorBoard folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return []
+    return [(event.wall_time, event.step, event.value) for event in events.Scalars(tag)]

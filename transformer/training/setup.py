@@ -29,6 +29,7 @@ from transformer.runtime import (
     seed_everything,
     set_rng_state,
 )
+from transformer.training.compiling import compile_for_training
 from transformer.training.distributed import DistEnv, barrier
 from transformer.training.logger import TrainLogger
 from transformer.training.metrics_log import METRICS_FILE
@@ -213,7 +214,7 @@ def _wrap(model: nn.Module, cfg: TrainRunConfig, env: DistEnv, device: torch.dev
     if env.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         wrapped = DistributedDataParallel(wrapped, device_ids=device_ids)
-    return torch.compile(wrapped) if use_compile else wrapped
+    return compile_for_training(wrapped, device) if use_compile else wrapped
 
 
 def _sampler(src_ids: list, tgt_ids: list, cfg: TrainRunConfig, env: DistEnv) -> TokenBatchSampler:

@@ -243,6 +243,19 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None
     optimizer.load_state_dict(saved)
     for group, own in zip(optimizer.param_groups, settings, strict=True):
         group.update(own)
+        _place_steps(optimizer, group)
+
+
+def _place_steps(optimizer: torch.optim.Optimizer, group: dict) -> None:
+    # load_state_dict places `step` by the *saved* group's flags: a CPU run's (fused=None) left
+    # it a CPU tensor, which this run's fused (or capturable) CUDA Adam refuses. Those kernels
+    # want it as float32 on the parameter's device.
+    if not (group.get("fused") or group.get("capturable")):
+        return
+    for param in group["params"]:
+        state = optimizer.state.get(param, {})
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].to(device=param.device, dtype=torch.float32)
 
 
 def set_aside_later_checkpoints(folder: Path, step: int) -> None:

@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from transformer.data.batching import Batch
 from transformer.runtime import autocast
+from transformer.training.compiling import compile_errors
 from transformer.training.distributed import all_reduce_sum
 from transformer.training.loss import label_smoothed_cross_entropy
 
@@ -97,7 +98,7 @@ class UpdateStep:
         nll_sum = torch.zeros((), device=self.device)
         for i, batch in enumerate(batches):
             batch = batch.to(self.device)
-            with self._sync_context(is_last=i == len(batches) - 1):
+            with self._sync_context(is_last=i == len(batches) - 1), compile_errors():
                 with autocast(self.device, self.precision):
                     logits = self.model(batch.src_ids, batch.tgt_in_ids)  # (B, T, V)
                 sums = label_smoothed_cross_entropy(
