@@ -1,9 +1,17 @@
-"""The only Hydra/OmegaConf code: schema registration, DictConfig -> dataclasses, run folder."""
+"""The only Hydra/OmegaConf code: schema registration, DictConfig -> dataclasses, run folder.
+
+User errors end the Hydra scripts with one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1
+shows the traceback instead); a training run stopped by signal N exits 128 + N after saving.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -12,6 +20,46 @@ from omegaconf import DictConfig, OmegaConf
 from transformer.config import TrainRunConfig
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    # Imported here: the entry points import this module before anything heavy.
+    from transformer.checkpoint import CheckpointError
+    from transformer.training.state import ResumeError
+    from transformer.training.trainer import DivergenceError
+
+    return CheckpointError, ResumeError, DivergenceError, ValueError  # CorpusError is a ValueError
+
+
+def _fail(message: str) -> NoReturn:
+    """Print one line and exit 2 (raising, so that HYDRA_FULL_ERROR=1 keeps the traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def guarded(job: Callable[[], T]) -> T:
+    """Run `job`; our user errors become one line on stderr and exit status 2."""
+    try:
+        return job()
+    except _user_errors() as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _fail(str(error))
+
+
+def _unknown_keys(cfg: DictConfig) -> list[str]:
+    """Keys the schema does not have: Hydra's `+section.key=...` adds them to a typed config."""
+    unknown = []
+    for schema_field in dataclasses.fields(TrainRunConfig):
+        if schema_field.default_factory is dataclasses.MISSING or schema_field.name not in cfg:
+            continue
+        known = {f.name for f in dataclasses.fields(schema_field.default_factory())}
+        section = cfg[schema_field.name]
+        unknown += [f"{schema_field.name}.{key}" for key in section if key not in known]
+    top = {f.name for f in dataclasses.fields(TrainRunConfig)}
+    return unknown + [str(key) for key in cfg if key not in top]
 
 
 def register_configs() -> None:
@@ -27,12 +75,18 @@ def to_run_config(cfg: DictConfig, run_dir: str) -> TrainRunConfig:
     """Convert the composed config to dataclasses (running their checks) and set the run folder.
 
     Raises:
-        SystemExit: a value failed its check; the message names the key and the fix.
+        SystemExit: (status 2) a value failed its check, or a key is unknown; the message names
+            the key and the fix.
     """
+    if unknown := _unknown_keys(cfg):
+        _fail(
+            f"config error: unknown key(s) {', '.join(unknown)}; check the spelling against "
+            "transformer/config.py (a + before a key does not make it known)."
+        )
     try:
         run_cfg = OmegaConf.to_object(cfg)
     except ValueError as error:
-        raise SystemExit(f"config error: {error}") from None
+        _fail(f"config error: {error}")
     assert isinstance(run_cfg, TrainRunConfig), type(run_cfg)
     run_cfg.run_dir = run_dir
     return run_cfg
@@ -57,13 +111,20 @@ def _quiet_other_ranks() -> None:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Entry point of `scripts/train.py`."""
+    """Entry point of `scripts/train.py`.
+
+    Raises:
+        SystemExit: 2 for a user error (one line on stderr); 128 + N after a stop by signal N.
+    """
     from transformer.training.trainer import train as run_training
 
     _quiet_other_ranks()
     run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
     logger.info("run folder: %s", run_cfg.run_dir)
-    return run_training(run_cfg)
+    result = guarded(lambda: run_training(run_cfg))
+    if result["stop_signal"] is not None:  # so that `train && evaluate` and schedulers can tell
+        raise SystemExit(128 + result["stop_signal"])
+    return result
 
 
 def prepare(cfg: DictConfig) -> None:
@@ -71,5 +132,5 @@ def prepare(cfg: DictConfig) -> None:
     from transformer.data.prepare import format_stats, prepare_data
 
     run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
-    prepared = prepare_data(run_cfg)
+    prepared = guarded(lambda: prepare_data(run_cfg))
     print(format_stats(prepared.stats))
