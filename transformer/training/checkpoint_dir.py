@@ -338,7 +338,24 @@ class CheckpointDir:
         self._collect()
         if self.manifest.final is None:
             (self.folder / FINAL).unlink(missing_ok=True)
+        self._remove_orphans()
         self._sync_links()
+
+    def _remove_orphans(self) -> None:
+        # A crash between writing a state file and publishing the manifest leaves a file of this
+        # run that no manifest names: its "run_id" proves it ours. Other files are left alone.
+        assert self.manifest is not None
+        live = self.manifest.files() | {LAST, BEST, FINAL}
+        for path in self.folder.glob("*.pt"):
+            if path.name in live:
+                continue
+            try:
+                ours = load_checkpoint(path).get("run_id") == self.run_id
+            except CheckpointError:
+                ours = False
+            if ours:
+                path.unlink()
+                logger.info("removed %s, written by a save that a crash interrupted", path)
 
     def open_session(self, resume: bool) -> str | None:
         """Ready the folder for a training session (rank 0, before anything reads it).
