@@ -399,3 +399,61 @@ def test_kill_9_at_random_moments_then_resume_is_bit_identical(
         _weights(run_dir / "checkpoints" / "final.pt"),
         _weights(reference / "checkpoints" / "final.pt"),
     )
+
+
+# ------------------------------------------------------------------ exit codes
+
+
+def _script(name: str, corpus: Path, run_dir: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable, str(ROOT / "scripts" / name), "model=tiny", "data=text_files",
+        f"data.train_path={corpus}/train", f"data.valid_path={corpus}/valid",
+        f"data.test_path={corpus}/test", f"data.cache_dir={run_dir.parent / 'cache'}",
+        "tokenizer.vocab_size=48", f"hydra.run.dir={run_dir}", "train.device=cpu",
+        "train.cpu_threads=1", "train.max_tokens=96", "train.max_train_pairs=48",
+        "train.validate_every=5", "train.valid_max_sentences=8", "train.evaluate_test=false",
+        "train.log_every=1", "decode=greedy", *overrides,
+    ]  # fmt: skip
+
+
+def _one_line_error(done: subprocess.CompletedProcess, *texts: str) -> None:
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr + done.stdout
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    for text in texts:
+        assert text in line
+
+
+def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
+    corpus: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    command = _script("train.py", corpus, run_dir, "train.max_updates=1000")
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if "update 2 |" in line:
+            process.send_signal(signal.SIGTERM)
+    assert process.wait() == 128 + signal.SIGTERM, "".join(output)[-3000:]
+    assert "run the same command again to resume" in "".join(output)
+    step = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
+    finish = _script("train.py", corpus, run_dir, f"train.max_updates={step + 1}")
+    done = subprocess.run(finish, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    other_model = [*finish, "model.d_model=64"]
+    done = subprocess.run(other_model, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True)
+    _one_line_error(done, "was trained with a different config", "model.d_model")
+    full = {**ONE_THREAD, "HYDRA_FULL_ERROR": "1"}
+    done = subprocess.run(other_model, cwd=ROOT, env=full, capture_output=True, text=True)
+    assert done.returncode != 0 and "Traceback" in done.stderr and "ResumeError" in done.stderr
+
+
+def test_prepare_data_reports_a_missing_corpus_in_one_line(tmp_path: Path) -> None:
+    command = _script("prepare_data.py", tmp_path / "nowhere", tmp_path / "run")
+    done = subprocess.run(command, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True)
+    _one_line_error(done, str(tmp_path / "nowhere"))

@@ -119,9 +119,9 @@ def check_resumable(stored: dict, current: TrainRunConfig, path: Path) -> None:
     differences = config_differences(stored, current)
     if differences:
         raise ResumeError(
-            f"{path} was trained with a different config, so this run cannot resume from it:\n  "
-            + "\n  ".join(differences)
-            + "\nUse another run folder (name=... or hydra.run.dir=...), restore those values, "
+            f"{path} was trained with a different config, so this run cannot resume from it: "
+            + "; ".join(differences)
+            + ". Use another run folder (name=... or hydra.run.dir=...), restore those values, "
             "or start over in this folder with train.resume=false."
         )
 
