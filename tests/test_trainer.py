@@ -390,6 +390,7 @@ def test_sigint_saves_and_the_final_steps_run_without_the_stop_handler(
     handler_before = signal.getsignal(signal.SIGINT)
     result = trainer.train(make_config(corpus, tmp_path / "run"))
     assert result["stop_reason"] == "signal" and result["step"] == 1
+    assert result["stop_signal"] == signal.SIGINT  # the entry point exits 128 + 2
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
     assert handlers_in_finish == [handler_before]  # Ctrl-C now interrupts the final decode
 
