@@ -19,6 +19,7 @@ import pytest
 import torch
 from tiny import ONE_THREAD, ROOT, write_tiny_parallel_corpus
 
+from transformer import cli
 from transformer.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
 from transformer.config import (
     DataConfig,
@@ -448,9 +449,25 @@ def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
     other_model = [*finish, "model.d_model=64"]
     done = subprocess.run(other_model, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True)
     _one_line_error(done, "was trained with a different config", "model.d_model")
-    full = {**ONE_THREAD, "HYDRA_FULL_ERROR": "1"}
-    done = subprocess.run(other_model, cwd=ROOT, env=full, capture_output=True, text=True)
-    assert done.returncode != 0 and "Traceback" in done.stderr and "ResumeError" in done.stderr
+
+
+def test_user_errors_exit_2_in_one_line_unless_hydra_full_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def resume_refused() -> None:
+        raise ResumeError("runs/x/checkpoints/last.pt was trained with a different config")
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.guarded(resume_refused)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: runs/x/checkpoints/last.pt was trained with a different config\n"
+    )
+    with pytest.raises(KeyError):  # a bug keeps its traceback
+        cli.guarded(lambda: {}["key"])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ResumeError):
+        cli.guarded(resume_refused)
 
 
 def test_prepare_data_reports_a_missing_corpus_in_one_line(tmp_path: Path) -> None:

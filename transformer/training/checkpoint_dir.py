@@ -13,6 +13,7 @@ manifest does not name is never resumed from, averaged or chosen.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -272,7 +273,8 @@ class CheckpointDir:
             best=entry if is_best else old.best,
             kept=kept[-keep_last:] if keep_last else [],
         )
-        gone = (old.files() | set(old.unreferenced)) - new.files()
+        leftover = {name for name in old.unreferenced if (self.folder / name).exists()}
+        gone = (old.files() | leftover) - new.files()
         new.unreferenced = sorted(gone | {FINAL})  # final.pt no longer holds the run's result
         try:
             self._write_state(name, {**state, "run_id": old.run_id})
@@ -287,7 +289,8 @@ class CheckpointDir:
             if self.manifest is None:  # the first save: nothing to point last.pt/best.pt at
                 for link in (LAST, BEST):
                     (self.folder / link).unlink(missing_ok=True)
-            self._sync_links()  # last.pt and best.pt back to the published manifest
+            with contextlib.suppress(OSError):  # links take no data blocks, but be safe
+                self._sync_links()  # last.pt and best.pt back to the published manifest
             raise self._disk_full(f"update {step}", error) from error
         self._collect()
         what = f"{name}{' (best)' if is_best else ''}"
@@ -357,8 +360,9 @@ class CheckpointDir:
                 path.unlink()
                 logger.info("removed %s, written by a save that a crash interrupted", path)
 
-    def open_session(self, resume: bool) -> str | None:
-        """Ready the folder for a training session (rank 0, before anything reads it).
+    def open_session(self) -> str | None:
+        """Ready the folder for a resumed or new training session (rank 0, before anything
+        reads it).
 
         Removes temporaries; adopts a folder saved before manifests; moves files no manifest
         names out of the way; repairs what a crash left (`recover`).
@@ -368,8 +372,6 @@ class CheckpointDir:
         """
         self.remove_temporaries()
         last = self.folder / LAST
-        if (self.manifest is not None or last.is_file()) and not resume:
-            return "train.resume=false"
         if self.last_was_deleted():
             return f"{last} was deleted"
         if self.manifest is None and last.is_file() and "run_id" not in load_checkpoint(last):
@@ -437,7 +439,7 @@ class CheckpointDir:
         an earlier checkpoint over last.pt) are set aside."""
         last_step = load_checkpoint(self.folder / LAST)["step"]
         manifest = Manifest(run_id=f"adopted-{new_run_id()}")
-        self.manifest = manifest
+        self.manifest, self.run_id = manifest, manifest.run_id
         later: list[str] = []
         for path in sorted(self.folder.glob(_LEGACY_PERIODIC)):
             step = int(path.stem.removeprefix("checkpoint_"))
@@ -505,6 +507,11 @@ class CheckpointDir:
         self._publish(new)
         self._set_aside_later(step, later)
         self._sync_links()
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether a checkpoints/ folder holds a run (its manifest, or an old-style last.pt)."""
+    return (folder / MANIFEST).is_file() or (folder / LAST).is_file()
 
 
 def resolve_checkpoint(path: Path) -> Path:

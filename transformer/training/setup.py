@@ -28,7 +28,7 @@ from transformer.runtime import (
     seed_everything,
     set_rng_state,
 )
-from transformer.training.checkpoint_dir import CheckpointDir
+from transformer.training.checkpoint_dir import CheckpointDir, holds_run
 from transformer.training.distributed import DistEnv, barrier
 from transformer.training.logger import TrainLogger
 from transformer.training.optim import build_optimizer, build_scheduler
@@ -144,10 +144,11 @@ def _set_aside(run_dir: Path, reason: str) -> None:
 def _resume_state(cfg: TrainRunConfig, env: DistEnv) -> tuple[CheckpointDir, dict | None]:
     """The run's checkpoints/ folder (readied by rank 0 first) and the state to resume from."""
     run_dir = Path(cfg.run_dir)
-    if env.is_main and (start_over := CheckpointDir(run_dir / "checkpoints").open_session(
-        cfg.train.resume
-    )):  # fmt: skip
-        _set_aside(run_dir, start_over)
+    if env.is_main:
+        if not cfg.train.resume and holds_run(run_dir / "checkpoints"):
+            _set_aside(run_dir, "train.resume=false")
+        elif start_over := CheckpointDir(run_dir / "checkpoints").open_session():
+            _set_aside(run_dir, start_over)
     barrier()  # the other ranks read the folder as rank 0 left it
     checkpoints = CheckpointDir(run_dir / "checkpoints")
     state = checkpoints.load_last()
