@@ -248,6 +248,20 @@ def test_deleting_last_pt_starts_a_new_run_that_never_uses_the_old_ones(
     assert CheckpointDir(old).last.step == 12
 
 
+def test_an_unreadable_last_state_names_the_ways_out(
+    corpus: Path, reference: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference.parent, run_dir)
+    last = run_dir / "checkpoints" / CheckpointDir(run_dir / "checkpoints").last.file
+    last.write_bytes(b"half a checkpoint")
+    with pytest.raises(CheckpointError) as error:
+        trainer.train(tiny_train_config(corpus, run_dir, max_updates=8))
+    message = str(error.value)
+    assert str(last) in message and "could not be read" in message
+    assert "scripts/fork_run.py (updates 5, 7)" in message and "train.resume=false" in message
+
+
 def _retokenized_corpus(corpus: Path, folder: Path, *, change: bool) -> Path:
     shutil.copytree(corpus, folder)
     if change:  # a corrected corpus at the same paths: its vocabulary differs
