@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transformer.training.checkpoint_dir import fork_main  # noqa: E402
+from transformer.training.fork import fork_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(fork_main())

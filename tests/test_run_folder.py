@@ -31,11 +31,9 @@ from transformer.config import (
     TrainRunConfig,
 )
 from transformer.training import trainer
-from transformer.training.checkpoint_dir import (
-    CheckpointDir,
-    averaging_candidates,
-    resolve_checkpoint,
-)
+from transformer.training.checkpoint_dir import CheckpointDir
+from transformer.training.checkpoint_lookup import averaging_candidates, resolve_checkpoint
+from transformer.training.divergence import DivergenceError
 from transformer.training.state import ResumeError
 
 N_UPDATES = 7  # validations (and periodic checkpoints) at 5 and 7
@@ -345,7 +343,7 @@ def test_a_diverging_run_stops_after_the_limit_keeping_the_last_good_checkpoint(
     good = _weights(last)
     cfg = tiny_train_config(corpus, run_dir, max_updates=12, max_nonfinite_updates=2)
     cfg.optim = dataclasses.replace(cfg.optim, lr=1e30)  # finite, so the config accepts it
-    with pytest.raises(trainer.DivergenceError) as error:
+    with pytest.raises(DivergenceError) as error:
         trainer.train(cfg)
     message = str(error.value)
     assert "2 updates in a row had a non-finite loss" in message

@@ -35,7 +35,8 @@ from transformer.data.batching import TokenBatchSampler
 from transformer.data.tokenizer import PAD_ID
 from transformer.model import build_model
 from transformer.training import final, trainer
-from transformer.training.checkpoint_dir import CheckpointDir, fork_main
+from transformer.training.checkpoint_dir import CheckpointDir
+from transformer.training.fork import fork_main
 from transformer.training.setup import BatchStream
 from transformer.training.state import Progress, ResumeError, check_resumable
 from transformer.training.step import UpdateStep

@@ -27,8 +27,8 @@ T = TypeVar("T")
 def _user_errors() -> tuple[type[BaseException], ...]:
     # Imported here: the entry points import this module before anything heavy.
     from transformer.checkpoint import CheckpointError
+    from transformer.training.divergence import DivergenceError
     from transformer.training.state import ResumeError
-    from transformer.training.trainer import DivergenceError
 
     return CheckpointError, ResumeError, DivergenceError, ValueError  # CorpusError is a ValueError
 

@@ -44,7 +44,7 @@ from transformer.evaluation.evaluate import (
 from transformer.evaluation.metrics import format_metrics
 from transformer.model import Seq2SeqTransformer
 from transformer.runtime import pick_device
-from transformer.training.checkpoint_dir import averaging_candidates, resolve_checkpoint
+from transformer.training.checkpoint_lookup import averaging_candidates, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 

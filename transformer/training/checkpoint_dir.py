@@ -16,81 +16,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import json
 import logging
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from transformer.checkpoint import CheckpointError, load_checkpoint
+from transformer.training.manifest import MANIFEST, Entry, Manifest, new_run_id
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
 LAST, BEST, FINAL = "last.pt", "best.pt", "final.pt"
-_LEGACY_PERIODIC = "checkpoint_*.pt"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One state file of the run and the update it holds."""
-
-    file: str
-    step: int
-
-
-@dataclass
-class Manifest:
-    """What the folder holds for the run `run_id` (see the module docstring)."""
-
-    run_id: str
-    last: Entry | None = None
-    best: Entry | None = None
-    kept: list[Entry] = field(default_factory=list)
-    final: Entry | None = None
-    final_description: str | None = None
-    # Files of this run no longer named above, deleted after the manifest is published (again at
-    # the next start if a crash came first).
-    unreferenced: list[str] = field(default_factory=list)
-
-    def files(self) -> set[str]:
-        """The names of every file the manifest refers to."""
-        entries = [self.last, self.best, self.final, *self.kept]
-        return {entry.file for entry in entries if entry is not None}
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"format_version": MANIFEST_VERSION, **dataclasses.asdict(self)}, indent=2
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        raw = json.loads(text)
-        if raw.pop("format_version", None) != MANIFEST_VERSION:
-            raise ValueError(f"not a manifest of format {MANIFEST_VERSION}")
-        entry = lambda value: None if value is None else Entry(**value)  # noqa: E731
-        return cls(
-            run_id=raw["run_id"],
-            last=entry(raw["last"]),
-            best=entry(raw["best"]),
-            kept=[Entry(**value) for value in raw["kept"]],
-            final=entry(raw["final"]),
-            final_description=raw["final_description"],
-            unreferenced=list(raw["unreferenced"]),
-        )
-
-
-def new_run_id() -> str:
-    """A run id: the start time and a random suffix."""
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+LEGACY_PERIODIC = "checkpoint_*.pt"
 
 
 def _is_disk_full(error: BaseException) -> bool:
@@ -441,7 +383,7 @@ class CheckpointDir:
         manifest = Manifest(run_id=f"adopted-{new_run_id()}")
         self.manifest, self.run_id = manifest, manifest.run_id
         later: list[str] = []
-        for path in sorted(self.folder.glob(_LEGACY_PERIODIC)):
+        for path in sorted(self.folder.glob(LEGACY_PERIODIC)):
             step = int(path.stem.removeprefix("checkpoint_"))
             (manifest.kept if step <= last_step else later).append(Entry(path.name, step))
         later = [entry.file for entry in later]
@@ -485,9 +427,15 @@ class CheckpointDir:
         States of later updates (and a later best, and final.pt) move to a subfolder
         `later-than-<step>.<time>/`; nothing is deleted.
 
+        A folder written before manifests is adopted first (`adopt_legacy`).
+
         Raises:
-            CheckpointError: the manifest holds no state of update `step`.
+            CheckpointError: the folder holds no run, or no state of update `step`.
         """
+        if self.manifest is None:
+            if not (self.folder / LAST).is_file():
+                raise CheckpointError(f"{self.folder} holds no run (no {MANIFEST}, no {LAST}).")
+            self.adopt_legacy()
         old = self.manifest
         entries = [] if old is None else [*old.kept, old.best, old.last]
         chosen = [entry for entry in entries if entry is not None and entry.step == step]
@@ -512,73 +460,3 @@ class CheckpointDir:
 def holds_run(folder: Path) -> bool:
     """Whether a checkpoints/ folder holds a run (its manifest, or an old-style last.pt)."""
     return (folder / MANIFEST).is_file() or (folder / LAST).is_file()
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file, or the one a run folder (or its checkpoints/ folder) reports: final.pt,
-    else the best state, else the last (by the manifest; by name in a folder without one).
-
-    Raises:
-        CheckpointError: a folder that holds none of them.
-    """
-    if not path.is_dir():
-        return path
-    for folder in (path / "checkpoints", path):
-        if (folder / MANIFEST).is_file() and (found := CheckpointDir(folder).reported()):
-            return found
-        for name in (FINAL, BEST, LAST):
-            if not (folder / MANIFEST).is_file() and (folder / name).is_file():
-                return folder / name
-    raise CheckpointError(
-        f"{path} is a folder without final.pt, best.pt or last.pt (nor a checkpoints/ folder "
-        "holding one); give a run folder or the path of a .pt file."
-    )
-
-
-def averaging_candidates(folder: Path, k: int) -> list[Path]:
-    """The newest `k` kept checkpoints of a checkpoints/ folder, by its manifest (in a folder
-    written before manifests: the newest checkpoint_<update>.pt files, with a warning).
-
-    Raises:
-        CheckpointError: fewer than `k` are kept.
-    """
-    if (folder / MANIFEST).is_file():
-        checkpoints = CheckpointDir(folder)
-        found = [checkpoints.path(entry) for entry in checkpoints.kept[-k:]]
-    else:
-        found = sorted(folder.glob(_LEGACY_PERIODIC))[-k:]
-        if found:
-            logger.warning("%s has no manifest: averaging checkpoint_*.pt files by name", folder)
-    if len(found) < k:
-        raise CheckpointError(
-            f"--average-last {k}: {folder} keeps {len(found)} checkpoint(s); lower K or list "
-            "the files with --average."
-        )
-    return found
-
-
-def fork_main(argv: list[str] | None = None) -> int:
-    """`scripts/fork_run.py RUN_DIR --update N`: resume RUN_DIR from update N next time."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description="Make an earlier update's checkpoint the one the next training run resumes "
-        "from; the checkpoints of later updates move to checkpoints/later-than-<N>.<time>/."
-    )
-    parser.add_argument("run_dir", type=Path, help="the run folder (holding checkpoints/)")
-    parser.add_argument("--update", type=int, required=True, help="the update to fork from")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        folder = args.run_dir / "checkpoints"
-        if not (folder / MANIFEST).is_file():
-            if not (folder / LAST).is_file():
-                raise CheckpointError(f"{folder} holds no run (no {MANIFEST}, no {LAST}).")
-            CheckpointDir(folder).adopt_legacy()
-        checkpoints = CheckpointDir(folder)
-        checkpoints.fork(args.update)
-    except (CheckpointError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{args.run_dir} now resumes from update {args.update}: run the training command again.")
-    return 0
