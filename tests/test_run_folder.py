@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import random
 import shutil
@@ -30,6 +31,7 @@ from transformer.config import (
     TrainConfig,
     TrainRunConfig,
 )
+from transformer.inference_cli import evaluate_main
 from transformer.training import trainer
 from transformer.training.checkpoint_dir import CheckpointDir
 from transformer.training.checkpoint_lookup import averaging_candidates, resolve_checkpoint
@@ -176,6 +178,27 @@ def test_pruning_averaging_and_the_reported_file_follow_the_manifest(tmp_path: P
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 16
     with pytest.raises(CheckpointError, match="keeps 2 checkpoint"):
         averaging_candidates(tmp_path, 3)
+
+
+def test_evaluate_average_last_averages_the_manifests_kept_checkpoints(
+    corpus: Path, reference: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(reference, folder)
+    torch.save(load_checkpoint(folder / "last.pt"), folder / "checkpoint_00000099.pt")  # a stray
+    out = tmp_path / "eval"
+    argv = [
+        str(folder / "last.pt"), "--average-last", "2", "--src", str(corpus / "test.en"),
+        "--ref", str(corpus / "test.de"), "--max-sentences", "2", "--out-dir", str(out),
+    ]  # fmt: skip
+    assert evaluate_main(argv) == 0
+    (report,) = out.glob("*.json")
+    kept = [str(CheckpointDir(folder).path(entry)) for entry in CheckpointDir(folder).kept]
+    assert json.loads(report.read_text("utf-8"))["averaged"] == kept
+    assert [Path(path).name for path in kept] == [
+        "checkpoint_00000005.pt",
+        "checkpoint_00000007.pt",
+    ]
 
 
 def test_fork_sets_later_updates_and_a_later_best_aside(tmp_path: Path) -> None:
@@ -362,6 +385,7 @@ import logging
 import sys
 from pathlib import Path
 from test_run_folder import tiny_train_config
+from transformer.inference_cli import evaluate_main
 from transformer.training import trainer
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 trainer.train(tiny_train_config(Path(sys.argv[1]), Path(sys.argv[2]), max_updates=12))
