@@ -19,11 +19,11 @@ from transformer.checkpoint import (
     average_checkpoints,
     load_checkpoint,
     load_for_inference,
-    resolve_checkpoint,
     run_config_from_checkpoint,
     save_checkpoint,
     unwrap_model,
 )
+from transformer.training.checkpoint_lookup import resolve_checkpoint
 
 
 def _state(weights: dict[str, torch.Tensor]) -> dict:

@@ -85,9 +85,35 @@ def test_wrong_type_fails_with_the_key() -> None:
         _compose(["train.max_tokens=lots"])
 
 
-def test_bad_choice_fails_naming_key_and_allowed_values() -> None:
-    with pytest.raises(SystemExit, match=r"model\.norm_placement='middle'.*post, pre"):
+def test_bad_choice_fails_naming_key_and_allowed_values(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
         _compose(["model.norm_placement=middle"])
+    assert exit_info.value.code == 2
+    assert "model.norm_placement='middle' is not one of post, pre" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=inf", "optim.lr=inf must be a finite number"),
+        ("optim.lr=nan", "optim.lr=nan must be a finite number"),
+        ("optim.noam_factor=-1", "optim.noam_factor=-1.0 must be > 0"),
+        ("optim.adam_beta2=1.0", "optim.adam_beta2=1.0 must be in [0, 1)"),
+        ("optim.eps=0", "optim.eps=0.0 must be > 0"),
+        ("train.seed=-1", "train.seed=-1 must be in [0, 4294967296)"),
+        ("train.max_time_minutes=inf", "train.max_time_minutes=inf must be a finite number"),
+        ("train.max_nonfinite_updates=0", "train.max_nonfinite_updates=0 must be > 0"),
+        ("+train.some_key=1", "unknown key(s) train.some_key"),
+        ("+some_key=1", "unknown key(s) some_key"),
+    ],
+)
+def test_non_finite_out_of_range_and_added_keys_fail_naming_the_key(
+    override: str, message: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _compose([override])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

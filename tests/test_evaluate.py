@@ -193,3 +193,23 @@ def test_a_run_folder_is_scored_with_its_final_pt(run: dict) -> None:
     report = _report(run["out"])
     assert report["checkpoint"] == str(final)
     assert report["description"] == state["description"]
+
+
+def test_lengths_are_checked_before_max_sentences_and_empty_input_is_named(
+    run: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    src, ref = run["corpus"]["test.en"], run["corpus"]["test.de"]
+    short_ref = tmp_path / "short.de"
+    short_ref.write_text("\n".join(read_lines(ref)[:-1]) + "\n", "utf-8")
+    empty = tmp_path / "empty.en"
+    empty.write_text("", "utf-8")
+    cases = {
+        f"{src} has 40 lines but {short_ref} has 39": ["--src", str(src), "--ref", str(short_ref)],
+        f"{empty}: no sentences to score": ["--src", str(empty), "--ref", str(ref)],
+    }
+    for message, files in cases.items():
+        argv = [str(run["ckpt"]), *files, "--max-sentences", "5", "--out-dir", str(run["out"])]
+        assert evaluate_main(argv) == 2, message
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not run["out"].exists()

@@ -111,3 +111,30 @@ def test_clipping_bounds_the_applied_gradient_and_reports_the_true_norm(precisio
     assert result.grad_norm.item() == pytest.approx(true_norm, rel=rel)  # before clipping
     assert optimizer.applied_norm <= clip_norm * (1 + 1e-5)
     assert optimizer.applied_norm == pytest.approx(clip_norm, rel=1e-3)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_an_update_with_a_non_finite_loss_is_skipped_and_reported(fused: bool) -> None:
+    """Weights and Adam's moments and step count stay as they were; `finite` says so. The fused
+    optimizer skips on the device (found_inf), the others after reading the flag."""
+    cfg = ModelConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32)
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(cfg, dropout=0.0), 30, 30, PAD_ID)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
+    step = UpdateStep(
+        model, optimizer, torch.amp.GradScaler("cpu", enabled=False), smoothing=0.1,
+        pad_id=PAD_ID, device=torch.device("cpu"), precision="fp32", clip_norm=0.0, world_size=1,
+    )  # fmt: skip
+    batch = collate([[5, 6, 7], [8, 9]], [[10, 11], [12, 13, 14]], [0, 1], PAD_ID)
+    assert bool(step([batch], want_grad_norm=False).finite)  # one good update first
+    moments = {k: {n: t.clone() for n, t in s.items()} for k, s in optimizer.state.items()}
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))  # the forward pass now gives a NaN loss
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = step([batch], want_grad_norm=False)
+    assert not bool(result.finite) and result.grad_norm is None
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], equal_nan=True, rtol=0, atol=0)
+    for param, state in optimizer.state.items():
+        for name, value in state.items():
+            assert torch.equal(value, moments[param][name]), name

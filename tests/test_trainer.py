@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ from transformer.data.tokenizer import PAD_ID
 from transformer.model import build_model
 from transformer.runtime import describe_hardware
 from transformer.training import final, trainer
+from transformer.training.checkpoint_dir import CheckpointDir
+from transformer.training.fork import fork_main
 from transformer.training.metrics_log import config_hash
 from transformer.training.setup import BatchStream
 from transformer.training.state import Progress, ResumeError, check_resumable
@@ -206,36 +207,25 @@ def test_optim_settings_changed_at_resume_take_effect(
     assert all(group["betas"] == (0.9, 0.9) for group in groups)
 
 
-def test_a_run_forked_from_an_earlier_checkpoint_sets_the_later_ones_aside(
-    corpus: dict[str, Path], tmp_path: Path
+def test_a_run_forked_from_an_earlier_update_sets_the_later_ones_aside(
+    corpus: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     run_dir = tmp_path / "fork"
     trainer.train(make_config(corpus, run_dir, keep_last=3))  # checkpoints at 5, 10, 12
     folder = run_dir / "checkpoints"
-    # Unlink first: the checkpoint files are hard links of each other, and copying onto one
-    # would write through to the others (as `cp` without --remove-destination does).
-    for source, target in (
-        ("checkpoint_00000012.pt", "best.pt"),
-        ("checkpoint_00000005.pt", "last.pt"),
-    ):
-        (folder / target).unlink()
-        shutil.copyfile(folder / source, folder / target)  # a later best; a fork at update 5
-    # A rate too small to move the weights: update 8 validates exactly as update 5 did, so no
-    # validation after the fork beats the best score and writes a best.pt.
-    cfg = make_config(corpus, run_dir, keep_last=3, max_updates=8, average_last=2)
-    result = trainer.train(dataclasses.replace(cfg, optim=OptimConfig(lr=1e-12, warmup_steps=4)))
-    assert result["step"] == 8
-    assert [p.name for p in sorted(folder.glob("checkpoint_*.pt"))] == [
-        "checkpoint_00000005.pt",
-        "checkpoint_00000008.pt",
-    ]
-    (aside,) = folder.glob("later-than-5.*")
-    assert {p.name for p in aside.iterdir()} == {
-        "checkpoint_00000010.pt", "checkpoint_00000012.pt", "best.pt", "final.pt"
-    }  # fmt: skip
-    assert not (folder / "best.pt").exists()
-    final_model = load_checkpoint(folder / "final.pt")
-    assert final_model["description"] == "average of 2 checkpoints (updates 5, 8)"
+    best = CheckpointDir(folder).best
+    assert fork_main([str(run_dir), "--update", "7"]) == 2  # no checkpoint of update 7
+    assert "holds no checkpoint of update 7; it holds updates 5, 10, 12" in capsys.readouterr().err
+    assert fork_main([str(run_dir), "--update", "10"]) == 0
+    assert load_checkpoint(folder / "last.pt")["step"] == 10
+    (aside,) = folder.glob("later-than-10.*")
+    assert {p.name for p in aside.iterdir()} == {"checkpoint_00000012.pt", "final.pt"}
+    result = trainer.train(make_config(corpus, run_dir, keep_last=3, max_updates=11))
+    assert result["step"] == 11
+    checkpoints = CheckpointDir(folder)
+    assert [entry.step for entry in checkpoints.kept] == [5, 10, 11]
+    assert checkpoints.best.step in (best.step, 11) and best.step <= 10
+    assert load_checkpoint(folder / "final.pt")["step"] == 11
 
 
 def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(
@@ -246,11 +236,13 @@ def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(
     assert CONTRACT_KEYS <= set(state)
     assert state["step"] == N_UPDATES and state["scaler"] is None  # fp32: no scaler
     assert run_config_from_checkpoint(state) == make_config(corpus, reference_run)
-    # Validations at 5 and 10 and a final one at 12, keep_last=2 of the periodic files.
-    assert sorted(p.name for p in folder.glob("checkpoint_*.pt")) == [
-        "checkpoint_00000010.pt",
-        "checkpoint_00000012.pt",
-    ]
+    # Validations at 5 and 10 and a final one at 12, keep_last=2 of the periodic files; the
+    # best one stays too.
+    checkpoints = CheckpointDir(folder)
+    assert [entry.step for entry in checkpoints.kept] == [10, 12]
+    assert checkpoints.last == checkpoints.kept[-1] and state["run_id"] == checkpoints.run_id
+    named = {entry.file for entry in [*checkpoints.kept, checkpoints.best]}
+    assert {p.name for p in folder.glob("*.pt")} == named | {"last.pt", "best.pt", "final.pt"}
     best = load_checkpoint(folder / "best.pt")
     assert best["best_bleu"] == state["best_bleu"] and math.isfinite(best["best_bleu"])
     # The checkpoint alone rebuilds the model: same outputs as the trained weights.
@@ -402,6 +394,7 @@ def test_sigint_saves_and_the_final_steps_run_without_the_stop_handler(
     handler_before = signal.getsignal(signal.SIGINT)
     result = trainer.train(make_config(corpus, tmp_path / "run"))
     assert result["stop_reason"] == "signal" and result["step"] == 1
+    assert result["stop_signal"] == signal.SIGINT  # the entry point exits 128 + 2
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
     assert handlers_in_finish == [handler_before]  # Ctrl-C now interrupts the final decode
 

@@ -2,12 +2,14 @@
 
 A checkpoint is a dict: "model" (the unwrapped module's state, so never DDP's `module.` or
 torch.compile's `_orig_mod.` prefixes), "config" (`dataclasses.asdict` of the TrainRunConfig),
-"tokenizer" (`Tokenizer.state_dict()`), "format_version", and for resuming "optimizer",
-"scheduler", "scaler", "step", "epoch", "sampler", "rng", "rng_ranks", "best_bleu",
-"best_loss", "bad_validations", "validated_step" (assembled in `transformer.training.state`).
-A run's final.pt holds "model", "config", "tokenizer", "format_version", "step" and a
+"tokenizer" (`Tokenizer.state_dict()`), "tokenizer_sha256" (its fingerprint), "run_id" (the run
+that wrote it), "format_version", and for resuming "optimizer", "scheduler", "scaler", "step",
+"epoch", "sampler", "rng", "rng_ranks", "best_bleu", "best_loss", "bad_validations",
+"validated_step" (assembled in `transformer.training.state`). A run's final.pt holds "model",
+"config", "tokenizer", "tokenizer_sha256", "run_id", "format_version", "step" and a
 "description" of the model, and nothing for resuming. A checkpoint holds only tensors and plain
-values, so it loads with `torch.load(weights_only=True)`.
+values, so it loads with `torch.load(weights_only=True)`. File names and the run folder's
+layout belong to `transformer.training.checkpoint_dir`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from transformer.model import Seq2SeqTransformer, build_model
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-FINAL_NAME = "final.pt"  # the model a finished run reports (`transformer.training.final`)
 REQUIRED_KEYS = ("model", "config", "tokenizer", "format_version")
 _SECTIONS = {
     "model": ModelConfig,
@@ -73,25 +74,6 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
         raise
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file, or the one a run folder (or its checkpoints/ folder) reports: final.pt,
-    else best.pt, else last.pt.
-
-    Raises:
-        CheckpointError: a folder that holds none of them.
-    """
-    if not path.is_dir():
-        return path
-    for folder in (path / "checkpoints", path):
-        for name in (FINAL_NAME, "best.pt", "last.pt"):
-            if (folder / name).is_file():
-                return folder / name
-    raise CheckpointError(
-        f"{path} is a folder without final.pt, best.pt or last.pt (nor a checkpoints/ folder "
-        "holding one); give a run folder or the path of a .pt file."
-    )
-
-
 def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint onto the CPU.
 
@@ -117,21 +99,6 @@ def load_checkpoint(path: str | Path) -> dict:
             "(was it written by this project's trainer?)."
         )
     return state
-
-
-def periodic_name(step: int) -> str:
-    """The file name of the periodic checkpoint at update `step`: checkpoint_<step>.pt."""
-    return f"checkpoint_{step:08d}.pt"
-
-
-def periodic_step(path: Path) -> int:
-    """The update of a periodic checkpoint, read from its name (no need to load the file)."""
-    return int(path.stem.removeprefix("checkpoint_"))
-
-
-def periodic_checkpoints(folder: Path) -> list[Path]:
-    """The kept checkpoint_<step>.pt files of a run's checkpoints/ folder, oldest first."""
-    return sorted(folder.glob("checkpoint_*.pt"))
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

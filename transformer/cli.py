@@ -1,13 +1,19 @@
 """The only Hydra/OmegaConf code: schema registration, DictConfig -> dataclasses, run folder,
-and the Hydra commands `tmt-train` and `tmt-prepare` (scripts/train.py, scripts/prepare_data.py)."""
+and the Hydra commands `tmt-train` and `tmt-prepare` (scripts/train.py, scripts/prepare_data.py).
+
+User errors end the Hydra commands with one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1
+shows the traceback instead); a training run stopped by signal N exits 128 + N after saving.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -21,6 +27,46 @@ logger = logging.getLogger(__name__)
 # The checkout's configs/, found from this file rather than from the working directory or the
 # calling script, so an installed command (`pip install -e`) runs from any folder.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+T = TypeVar("T")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    # Imported here: the entry points import this module before anything heavy.
+    from transformer.checkpoint import CheckpointError
+    from transformer.training.divergence import DivergenceError
+    from transformer.training.state import ResumeError
+
+    return CheckpointError, ResumeError, DivergenceError, ValueError  # CorpusError is a ValueError
+
+
+def _fail(message: str) -> NoReturn:
+    """Print one line and exit 2 (raising, so that HYDRA_FULL_ERROR=1 keeps the traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def guarded(job: Callable[[], T]) -> T:
+    """Run `job`; our user errors become one line on stderr and exit status 2."""
+    try:
+        return job()
+    except _user_errors() as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _fail(str(error))
+
+
+def _unknown_keys(cfg: DictConfig) -> list[str]:
+    """Keys the schema does not have: Hydra's `+section.key=...` adds them to a typed config."""
+    unknown = []
+    for schema_field in dataclasses.fields(TrainRunConfig):
+        if schema_field.default_factory is dataclasses.MISSING or schema_field.name not in cfg:
+            continue
+        known = {f.name for f in dataclasses.fields(schema_field.default_factory())}
+        section = cfg[schema_field.name]
+        unknown += [f"{schema_field.name}.{key}" for key in section if key not in known]
+    top = {f.name for f in dataclasses.fields(TrainRunConfig)}
+    return unknown + [str(key) for key in cfg if key not in top]
 
 
 def register_configs() -> None:
@@ -36,12 +82,18 @@ def to_run_config(cfg: DictConfig, run_dir: str) -> TrainRunConfig:
     """Convert the composed config to dataclasses (running their checks) and set the run folder.
 
     Raises:
-        SystemExit: a value failed its check; the message names the key and the fix.
+        SystemExit: (status 2) a value failed its check, or a key is unknown; the message names
+            the key and the fix.
     """
+    if unknown := _unknown_keys(cfg):
+        _fail(
+            f"config error: unknown key(s) {', '.join(unknown)}; check the spelling against "
+            "transformer/config.py (a + before a key does not make it known)."
+        )
     try:
         run_cfg = OmegaConf.to_object(cfg)
     except ValueError as error:
-        raise SystemExit(f"config error: {error}") from None
+        _fail(f"config error: {error}")
     assert isinstance(run_cfg, TrainRunConfig), type(run_cfg)
     run_cfg.run_dir = run_dir
     return run_cfg
@@ -76,13 +128,20 @@ def _quiet_other_ranks() -> None:
 
 
 def train(cfg: DictConfig) -> dict:
-    """The job of `tmt-train`: convert the config, then train."""
+    """The job of `tmt-train`: convert the config, then train.
+
+    Raises:
+        SystemExit: 2 for a user error (one line on stderr); 128 + N after a stop by signal N.
+    """
     from transformer.training.trainer import train as run_training
 
     _quiet_other_ranks()
     run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
     logger.info("run folder: %s", run_cfg.run_dir)
-    return run_training(run_cfg)
+    result = guarded(lambda: run_training(run_cfg))
+    if result["stop_signal"] is not None:  # so that `train && evaluate` and schedulers can tell
+        raise SystemExit(128 + result["stop_signal"])
+    return result
 
 
 def prepare(cfg: DictConfig) -> None:
@@ -90,7 +149,7 @@ def prepare(cfg: DictConfig) -> None:
     from transformer.data.prepare import format_stats, prepare_data
 
     run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
-    prepared = prepare_data(run_cfg)
+    prepared = guarded(lambda: prepare_data(run_cfg))
     print(format_stats(prepared.stats))
 
 

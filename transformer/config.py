@@ -7,6 +7,7 @@ the composed config into these dataclasses once; below that, code sees plain dat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 NORM_PLACEMENTS = ("post", "pre")
@@ -28,7 +29,20 @@ def _check_choice(section: str, key: str, value: str, allowed: tuple[str, ...]) 
         )
 
 
+def _check_finite(section: str, key: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{section}.{key}={value!r} must be a finite number.")
+
+
+def _check_range(section: str, key: str, value: float, low: float, high: float) -> None:
+    """low <= value < high."""
+    if not low <= value < high:  # also false for NaN
+        bounds = ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in (low, high))
+        raise ValueError(f"{section}.{key}={value!r} must be in [{bounds}).")
+
+
 def _check_positive(section: str, key: str, value: float, allow_zero: bool = False) -> None:
+    _check_finite(section, key, value)
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{section}.{key}={value!r} must be {bound}.")
@@ -66,8 +80,8 @@ class ModelConfig:
                 "choose n_heads that divides d_model."
             )
         for key in ("dropout", "attn_dropout", "ff_dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"model.{key}={getattr(self, key)!r} must be in [0, 1).")
+            _check_range("model", key, getattr(self, key), 0.0, 1.0)
+        _check_positive("model", "layer_norm_eps", self.layer_norm_eps)
 
 
 @dataclass
@@ -158,6 +172,11 @@ class OptimConfig:
         _check_positive("optim", "lr", self.lr)
         _check_positive("optim", "warmup_steps", self.warmup_steps, allow_zero=True)
         _check_positive("optim", "clip_norm", self.clip_norm, allow_zero=True)
+        _check_positive("optim", "eps", self.eps)
+        _check_positive("optim", "weight_decay", self.weight_decay, allow_zero=True)
+        _check_positive("optim", "noam_factor", self.noam_factor)
+        for key in ("adam_beta1", "adam_beta2"):
+            _check_range("optim", key, getattr(self, key), 0.0, 1.0)
 
 
 @dataclass
@@ -177,6 +196,7 @@ class DecodeConfig:
         _check_positive("decode", "max_tokens", self.max_tokens)
         _check_positive("decode", "max_len_a", self.max_len_a, allow_zero=True)
         _check_positive("decode", "length_penalty", self.length_penalty, allow_zero=True)
+        _check_positive("decode", "max_len_b", self.max_len_b, allow_zero=True)
         if self.n_best > self.beam_size:
             raise ValueError(
                 f"decode.n_best={self.n_best} exceeds decode.beam_size={self.beam_size}; "
@@ -213,6 +233,9 @@ class TrainConfig:
     compile: bool | None = None  # None: on where a CUDA device is present
     cpu_threads: int = 0  # torch.set_num_threads on CPU (1 is fastest for tiny models); 0: default
     resume: bool = True  # re-running into an existing run folder continues from last.pt
+    # Updates with a non-finite loss or gradient norm are skipped; this many in a row stop the
+    # run (its last checkpoint kept).
+    max_nonfinite_updates: int = 3
     evaluate_test: bool = True  # decode the test split with final.pt at the end
 
     def __post_init__(self) -> None:
@@ -228,11 +251,11 @@ class TrainConfig:
             _check_positive("train", key, getattr(self, key), allow_zero=True)
         _check_positive("train", "max_train_pairs", self.max_train_pairs, allow_zero=True)
         _check_positive("train", "cpu_threads", self.cpu_threads, allow_zero=True)
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"train.label_smoothing={self.label_smoothing!r} must be in [0, 1).")
+        _check_positive("train", "max_nonfinite_updates", self.max_nonfinite_updates)
+        _check_range("train", "seed", self.seed, 0, 2**32)  # numpy's seeds are 32-bit
+        _check_range("train", "label_smoothing", self.label_smoothing, 0.0, 1.0)
         if self.late_dropout is not None:
-            if not 0.0 <= self.late_dropout < 1.0:
-                raise ValueError(f"train.late_dropout={self.late_dropout!r} must be in [0, 1).")
+            _check_range("train", "late_dropout", self.late_dropout, 0.0, 1.0)
             _check_positive("train", "late_dropout_from", self.late_dropout_from)
         if self.average_last > self.keep_last:
             raise ValueError(

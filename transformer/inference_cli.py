@@ -26,8 +26,6 @@ from transformer.checkpoint import (
     load_checkpoint,
     load_for_inference,
     model_from_state,
-    periodic_checkpoints,
-    resolve_checkpoint,
 )
 from transformer.config import DEVICES, DecodeConfig, TrainRunConfig
 from transformer.data.corpus import CorpusError
@@ -36,6 +34,7 @@ from transformer.decoding.ensemble import Ensemble
 from transformer.decoding.translator import Translator
 from transformer.evaluation.attention_plot import plot_attention
 from transformer.evaluation.evaluate import (
+    check_aligned,
     evaluate,
     split_name,
     split_texts,
@@ -45,6 +44,7 @@ from transformer.evaluation.evaluate import (
 from transformer.evaluation.metrics import format_metrics
 from transformer.model import Seq2SeqTransformer
 from transformer.runtime import pick_device
+from transformer.training.checkpoint_lookup import averaging_candidates, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -145,21 +145,13 @@ def load_model(args: argparse.Namespace) -> Loaded:
 def checkpoints_to_average(args: argparse.Namespace) -> list[Path]:
     """[] for no averaging; CHECKPOINT and the --average files; or the --average-last K.
 
-    --average-last takes the K newest checkpoint_<step>.pt files of CHECKPOINT's folder (the
-    trainer's periodic checkpoints); CHECKPOINT then only supplies the config and vocabulary.
+    --average-last takes the K newest checkpoints its folder's manifest keeps (the trainer's
+    periodic checkpoints); CHECKPOINT then only supplies the config and vocabulary.
     """
     if getattr(args, "average", None):
         return [args.checkpoint, *args.average]
     k = getattr(args, "average_last", 0)
-    if not k:
-        return []
-    found = periodic_checkpoints(args.checkpoint.parent)[-k:]
-    if len(found) < k:
-        raise CheckpointError(
-            f"--average-last {k}: {args.checkpoint.parent} holds {len(found)} checkpoint_*.pt "
-            "file(s); lower K or list the files with --average."
-        )
-    return found
+    return averaging_candidates(args.checkpoint.parent, k) if k else []
 
 
 def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -202,7 +194,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="K",
-        help="average the last K checkpoint_*.pt of the checkpoint's folder",
+        help="average the last K checkpoints the manifest of the checkpoint's folder keeps",
     )
     parser.add_argument("--out-dir", type=Path, help="default: <checkpoint folder>/eval")
     return parser
@@ -227,6 +219,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.multi30k_dir:
             data_cfg = dataclasses.replace(data_cfg, multi30k_dir=args.multi30k_dir)
         (sources, refs), label = split_texts(data_cfg, args.split), split_name(data_cfg, args.split)
+    names = (args.src, args.ref) if args.src is not None else (f"{label} sources", "references")
+    check_aligned(sources, refs, str(names[0]), str(names[1]))  # before --max-sentences cuts
     if args.max_sentences > 0:
         sources, refs = sources[: args.max_sentences], refs[: args.max_sentences]
     result = evaluate(Translator(model, tokenizer, decode, device), sources, refs)

@@ -61,6 +61,25 @@ def split_texts(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
     return list(dataset["src"]), list(dataset["tgt"])
 
 
+def check_aligned(sources: list[str], refs: list[str], src_name: str, ref_name: str) -> None:
+    """Check that sources and references are non-empty and align line by line (on the whole
+    input: a cut to the first N sentences would hide a mismatch).
+
+    Raises:
+        ValueError: naming the empty or mismatched inputs.
+    """
+    empty = [name for name, lines in ((src_name, sources), (ref_name, refs)) if not lines]
+    if empty:
+        raise ValueError(
+            f"{' and '.join(empty)}: no sentences to score; give files with one sentence a line."
+        )
+    if len(sources) != len(refs):
+        raise ValueError(
+            f"{src_name} has {len(sources)} lines but {ref_name} has {len(refs)}; sources and "
+            "references must align line by line."
+        )
+
+
 def evaluate(translator: Translator, sources: list[str], refs: list[str]) -> EvalResult:
     """Translate `sources` and score them against `refs` (aligned, one reference each)."""
     if len(sources) != len(refs):

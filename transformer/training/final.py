@@ -1,30 +1,23 @@
 """The model a run reports: checkpoints/final.pt, written at the end of training; its test score.
 
-final.pt is the average of the last `train.average_last` periodic checkpoints, unless best.pt
+final.pt is the average of the last `train.average_last` kept checkpoints, unless the best state
 scored higher on validation (BLEU, or loss when BLEU is off): a short run's average reaches back
-to early, weaker checkpoints. Without averaging it is best.pt. New checkpoints make it stale, so
-`transformer.training.state.write_checkpoints` removes it.
+to early, weaker checkpoints. Without averaging it is the best state. Both are the manifest's
+(`transformer.training.checkpoint_dir`); a new save makes final.pt stale and removes it.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from transformer.checkpoint import (
-    FINAL_NAME,
-    average_checkpoints,
-    load_checkpoint,
-    periodic_checkpoints,
-    periodic_step,
-    save_checkpoint,
-)
+from transformer.checkpoint import average_checkpoints, load_checkpoint
 from transformer.data.tokenizer import PAD_ID
 from transformer.evaluation.metrics import format_metrics
 from transformer.model import build_model
+from transformer.training.checkpoint_dir import Entry
 from transformer.training.setup import Run
 from transformer.training.state import final_state
 from transformer.training.validation import evaluate_split, validate
@@ -33,27 +26,30 @@ logger = logging.getLogger(__name__)
 
 
 def _choose_weights(run: Run, model: nn.Module) -> tuple[dict[str, torch.Tensor], str]:
-    """best.pt's weights, or the average of the last kept checkpoints if it validates as well
-    (or if there is no best.pt).
+    """The best state's weights, or the average of the last kept checkpoints if it validates as
+    well (or if there is no best state). Both come from the manifest: the run's own lineage.
 
     `model` is a scratch model of the run's config, on its device, used to validate the average.
     """
-    cfg, folder = run.cfg, run.checkpoint_dir
-    kept = periodic_checkpoints(folder)[-cfg.train.average_last :] if cfg.train.average_last else []
-    if not (folder / "best.pt").is_file():
+    cfg, checkpoints = run.cfg, run.checkpoints
+    kept = checkpoints.kept[-cfg.train.average_last :] if cfg.train.average_last else []
+    if checkpoints.best is None:
         # Set aside at a fork from an earlier update, and no validation since has beaten the
         # best score of the updates before the fork.
-        kept = kept or periodic_checkpoints(folder)[-1:]
-        logger.warning("no best.pt in %s: final.pt is the %s", folder, _describe_average(kept))
-        return average_checkpoints(kept), _describe_average(kept)
-    best = load_checkpoint(folder / "best.pt")
+        kept = kept or checkpoints.kept[-1:]
+        description = _describe_average(kept)
+        logger.warning(
+            "no best checkpoint in %s: final.pt is the %s", checkpoints.folder, description
+        )
+        return average_checkpoints([checkpoints.path(entry) for entry in kept]), description
+    best = load_checkpoint(checkpoints.path(checkpoints.best))
     description = f"best.pt (update {best['step']})"
     if not kept:
         return best["model"], description
-    averaged = average_checkpoints(kept)
+    averaged = average_checkpoints([checkpoints.path(entry) for entry in kept])
     model.load_state_dict(averaged)
     report = validate(model, run.prepared, cfg, run.device, run.precision)
-    steps = ", ".join(str(periodic_step(path)) for path in kept)
+    steps = ", ".join(str(entry.step) for entry in kept)
     if report.bleu is not None:
         name, average, best_score = "BLEU", report.bleu.metrics.bleu, run.progress.best_bleu
         average_wins = average >= best_score
@@ -69,17 +65,19 @@ def _choose_weights(run: Run, model: nn.Module) -> tuple[dict[str, torch.Tensor]
     return averaged, _describe_average(kept)
 
 
-def _describe_average(kept: list[Path]) -> str:
-    steps = ", ".join(str(periodic_step(path)) for path in kept)
+def _describe_average(kept: list[Entry]) -> str:
+    steps = ", ".join(str(entry.step) for entry in kept)
     return f"average of {len(kept)} checkpoints (updates {steps})"
 
 
 def write_final_model(run: Run) -> tuple[nn.Module, str] | None:
     """Choose the model the run reports, save it as checkpoints/final.pt, and return it with its
     description; None (with a warning) when no validation has written a checkpoint."""
-    folder = run.checkpoint_dir
-    if not (folder / "best.pt").is_file() and not periodic_checkpoints(folder):
-        logger.warning("no best.pt or checkpoint_*.pt in %s: no final model, no test score", folder)
+    checkpoints = run.checkpoints
+    if checkpoints.best is None and not checkpoints.kept:
+        logger.warning(
+            "no validated checkpoint in %s: no final model, no test score", checkpoints.folder
+        )
         return None
     tokenizer = run.prepared.tokenizer
     model = build_model(run.cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
@@ -89,8 +87,8 @@ def write_final_model(run: Run) -> tuple[nn.Module, str] | None:
     state = final_state(
         weights, step=run.progress.step, description=description, cfg=run.cfg, tokenizer=tokenizer
     )
-    save_checkpoint(folder / FINAL_NAME, state)
-    logger.info("saved %s: %s", folder / FINAL_NAME, description)
+    path = checkpoints.save_final(state, description)
+    logger.info("saved %s: %s", path, description)
     return model, description
 
 

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from transformer.checkpoint import CheckpointError, load_checkpoint
 from transformer.config import TrainRunConfig
 from transformer.data.batching import Batch, TokenBatchSampler, collate
 from transformer.data.prepare import PreparedData, format_stats, prepare_data
@@ -29,6 +28,7 @@ from transformer.runtime import (
     seed_everything,
     set_rng_state,
 )
+from transformer.training.checkpoint_dir import CheckpointDir, holds_run
 from transformer.training.compiling import compile_for_training
 from transformer.training.distributed import DistEnv, barrier
 from transformer.training.logger import TrainLogger
@@ -37,8 +37,8 @@ from transformer.training.optim import build_optimizer, build_scheduler
 from transformer.training.state import (
     Progress,
     check_resumable,
+    check_vocabulary,
     restore_state,
-    set_aside_later_checkpoints,
 )
 from transformer.training.step import UpdateStep
 
@@ -122,15 +122,12 @@ class Run:
     step: UpdateStep  # holds the DDP/compiled wrapper that training steps run through
     progress: Progress
     log: TrainLogger
+    checkpoints: CheckpointDir  # the run folder's checkpoints/, written by rank 0 alone
     started: float = field(default_factory=time.monotonic)
     last_metrics: dict[str, float] = field(default_factory=dict)  # of the latest validation
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.cfg.run_dir) / "checkpoints"
 
-
-def _set_aside(run_dir: Path) -> None:
+def _set_aside(run_dir: Path, reason: str) -> None:
     # Starting over: the old checkpoints and event files would mix with the new run's, and the
     # old vocabulary may come from another corpus, so the fresh run trains its own.
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -143,28 +140,25 @@ def _set_aside(run_dir: Path) -> None:
         if path.is_file():
             old_tokenizer.mkdir(exist_ok=True)
             path.rename(old_tokenizer / path.name)
-    logger.warning(
-        "train.resume=false: starting over; the old run's files are now *.replaced-%s", stamp
-    )
+    logger.warning("%s: starting over; the old run's files are now *.replaced-%s", reason, stamp)
 
 
-def _resume_state(cfg: TrainRunConfig, env: DistEnv) -> dict | None:
-    path = Path(cfg.run_dir) / "checkpoints" / "last.pt"
-    if not path.is_file():
-        return None
-    if not cfg.train.resume:
-        if env.is_main:
-            _set_aside(Path(cfg.run_dir))
-        return None
-    try:
-        state = load_checkpoint(path)
-    except CheckpointError as error:
-        raise CheckpointError(f"{error} Delete it, or set train.resume=false.") from error
-    check_resumable(state["config"], cfg, path)
-    logger.info("resuming from %s (update %d)", path, state["step"])
+def _resume_state(cfg: TrainRunConfig, env: DistEnv) -> tuple[CheckpointDir, dict | None]:
+    """The run's checkpoints/ folder (readied by rank 0 first) and the state to resume from."""
+    run_dir = Path(cfg.run_dir)
     if env.is_main:
-        set_aside_later_checkpoints(path.parent, state["step"])
-    return state
+        if not cfg.train.resume and holds_run(run_dir / "checkpoints"):
+            _set_aside(run_dir, "train.resume=false")
+        elif start_over := CheckpointDir(run_dir / "checkpoints").open_session():
+            _set_aside(run_dir, start_over)
+    barrier()  # the other ranks read the folder as rank 0 left it
+    checkpoints = CheckpointDir(run_dir / "checkpoints")
+    state = checkpoints.load_last()
+    if state is not None:
+        path = checkpoints.last_path
+        check_resumable(state["config"], cfg, path)
+        logger.info("resuming from %s (update %d)", path, state["step"])
+    return checkpoints, state
 
 
 def _prepare(cfg: TrainRunConfig, env: DistEnv) -> PreparedData:
@@ -253,7 +247,7 @@ def _update_step(
 
 def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     """Prepare data, build and (when resuming) restore every state, wrap for DDP/compile."""
-    resume = _resume_state(cfg, env)
+    checkpoints, resume = _resume_state(cfg, env)
     seed_everything(cfg.train.seed + env.rank)  # ranks draw different dropout masks
     precision = resolve_precision(cfg.train.precision, device)
     if device.type == "cuda":
@@ -271,6 +265,7 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     sampler = _sampler(src_ids, tgt_ids, cfg, env)
     progress = Progress()
     if resume is not None:
+        check_vocabulary(resume, tokenizer, checkpoints.last_path, Path(cfg.run_dir))
         progress, rng = restore_state(
             resume, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
             sampler=sampler, rank=env.rank, world_size=env.world_size,
@@ -300,4 +295,5 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
             initial_update=progress.step,
             metrics_path=Path(cfg.run_dir) / METRICS_FILE,
         ),
+        checkpoints=checkpoints,
     )

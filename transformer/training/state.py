@@ -9,25 +9,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from transformer.checkpoint import (
-    FINAL_NAME,
-    FORMAT_VERSION,
-    load_checkpoint,
-    periodic_checkpoints,
-    periodic_name,
-    periodic_step,
-    save_checkpoint,
-    unwrap_model,
-)
+from transformer.checkpoint import FORMAT_VERSION, unwrap_model
 from transformer.config import TrainRunConfig
 from transformer.data.batching import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
@@ -131,9 +119,9 @@ def check_resumable(stored: dict, current: TrainRunConfig, path: Path) -> None:
     differences = config_differences(stored, current)
     if differences:
         raise ResumeError(
-            f"{path} was trained with a different config, so this run cannot resume from it:\n  "
-            + "\n  ".join(differences)
-            + "\nUse another run folder (name=... or hydra.run.dir=...), restore those values, "
+            f"{path} was trained with a different config, so this run cannot resume from it: "
+            + "; ".join(differences)
+            + ". Use another run folder (name=... or hydra.run.dir=...), restore those values, "
             "or start over in this folder with train.resume=false."
         )
 
@@ -168,6 +156,7 @@ def checkpoint_state(
         "validated_step": progress.validated_step,
         "config": dataclasses.asdict(cfg),
         "tokenizer": tokenizer.state_dict(),
+        "tokenizer_sha256": tokenizer.fingerprint,
         "format_version": FORMAT_VERSION,
     }
 
@@ -188,8 +177,33 @@ def final_state(
         "description": description,
         "config": dataclasses.asdict(cfg),
         "tokenizer": tokenizer.state_dict(),
+        "tokenizer_sha256": tokenizer.fingerprint,
         "format_version": FORMAT_VERSION,
     }
+
+
+def check_vocabulary(state: dict, tokenizer: Tokenizer, path: Path, run_dir: Path) -> None:
+    """Refuse to resume a checkpoint trained on another SentencePiece model than the run
+    folder's; a byte-identical model (retrained on the same corpus and settings) is the same.
+
+    Raises:
+        ResumeError: naming both models' hashes and the ways out.
+    """
+    stored = state.get("tokenizer_sha256")
+    if stored is None:
+        logger.warning(
+            "%s was written before checkpoints recorded their vocabulary: resuming without "
+            "checking that %s's SentencePiece model is the one it was trained with", path, run_dir,
+        )  # fmt: skip
+    elif stored != tokenizer.fingerprint:
+        raise ResumeError(
+            f"{path} was trained with the SentencePiece model sha256 {stored[:16]}, but "
+            f"{run_dir} now holds sha256 {tokenizer.fingerprint[:16]} (retrained, or replaced): "
+            "its weights would go on with another vocabulary. Put the run's own tokenizer.json "
+            "and spm*.model back (a train.resume=false start keeps old ones in "
+            "tokenizer.replaced-*/), start over with train.resume=false, or use another run "
+            "folder (name=... or hydra.run.dir=...)."
+        )
 
 
 def restore_state(
@@ -256,64 +270,3 @@ def _place_steps(optimizer: torch.optim.Optimizer, group: dict) -> None:
         state = optimizer.state.get(param, {})
         if torch.is_tensor(state.get("step")):
             state["step"] = state["step"].to(device=param.device, dtype=torch.float32)
-
-
-def set_aside_later_checkpoints(folder: Path, step: int) -> None:
-    """Move checkpoints of updates after `step` (the state resumed from) out of the run's way.
-
-    They belong to another trajectory: a run forked by copying an earlier checkpoint over
-    last.pt. Left in place, pruning (by name) would delete the new run's checkpoints instead of
-    them, and final.pt could average them or be their best.pt. They go to a subfolder
-    `later-than-<step>.<time>/`; nothing is deleted.
-    """
-    later = [path for path in periodic_checkpoints(folder) if periodic_step(path) > step]
-    for name in ("best.pt", FINAL_NAME):
-        path = folder / name
-        if path.is_file() and load_checkpoint(path)["step"] > step:
-            later.append(path)
-    if not later:
-        return
-    aside = folder / f"later-than-{step}.{time.strftime('%Y%m%d-%H%M%S')}"
-    aside.mkdir()
-    for path in later:
-        path.rename(aside / path.name)
-    logger.warning(
-        "resuming from update %d: %s, of later updates, moved to %s",
-        step, ", ".join(path.name for path in later), aside,
-    )  # fmt: skip
-
-
-def _link_atomic(source: Path, target: Path) -> None:
-    # A hard link renamed into place: as atomic as save_checkpoint, without writing twice.
-    tmp = target.with_name(f".{target.name}.link")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # file systems without hard links
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
-def write_checkpoints(
-    folder: Path, state: dict, *, is_best: bool, keep_last: int, periodic: bool
-) -> None:
-    """Write last.pt, and link it as best.pt and checkpoint_<step>.pt; keep `keep_last` of those.
-
-    A final.pt of an earlier end of the run is removed: it no longer holds the run's result.
-
-    Args:
-        folder: the run's checkpoints/ folder.
-        is_best: the state scored the best validation so far.
-        keep_last: how many checkpoint_<step>.pt files to keep (0 keeps none).
-        periodic: also keep this state as checkpoint_<step>.pt (at validations).
-    """
-    last = folder / "last.pt"
-    save_checkpoint(last, state)
-    (folder / FINAL_NAME).unlink(missing_ok=True)  # stale now; the run's end writes it anew
-    if is_best:
-        _link_atomic(last, folder / "best.pt")
-    if periodic and keep_last > 0:
-        _link_atomic(last, folder / periodic_name(state["step"]))
-    for old in periodic_checkpoints(folder)[: -keep_last or None]:
-        old.unlink()
-    logger.info("saved %s%s (update %d)", last, " and best.pt" if is_best else "", state["step"])

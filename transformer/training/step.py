@@ -30,6 +30,7 @@ class StepResult:
     nll: torch.Tensor  # () float32, summed negative log-likelihood
     n_tokens: int  # target tokens of this rank's micro-batches
     grad_norm: torch.Tensor | None  # () norm before clipping; None when not asked for
+    finite: torch.Tensor  # () bool: loss and gradient norm were finite, so the step was taken
 
 
 class UpdateStep:
@@ -107,26 +108,50 @@ class UpdateStep:
                 self.scaler.scale(sums.loss * scale).backward()
             loss_sum += sums.loss.detach()
             nll_sum += sums.nll.detach()
-        grad_norm = self._optimizer_step(want_grad_norm)
+        grad_norm, finite = self._optimizer_step(loss_sum)
         return StepResult(
             loss=loss_sum,
             nll=nll_sum,
             n_tokens=sum(batch.n_tgt_tokens for batch in batches),
-            grad_norm=grad_norm,
+            grad_norm=grad_norm if want_grad_norm or self.clip_norm > 0 else None,
+            finite=finite,
         )
 
-    def _optimizer_step(self, want_grad_norm: bool) -> torch.Tensor | None:
-        grad_norm = None
-        if self.clip_norm > 0 or want_grad_norm:
-            self.scaler.unscale_(self.optimizer)  # clip and report the true gradient
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            if self.clip_norm > 0:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
-            else:
-                grad_norm = torch.nn.utils.get_total_norm(
-                    [p.grad for p in params if p.grad is not None]
-                )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+    def _optimizer_step(self, loss_sum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip, then step unless the loss or the gradient norm is not finite.
+
+        Returns:
+            The gradient norm before clipping and the () bool "finite" (the step was taken).
+        """
+        self.scaler.unscale_(self.optimizer)  # clip, check and report the true gradient
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.clip_norm > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in params if p.grad is not None]
+            )
+        if self.scaler.is_enabled():
+            # fp16: the scaler skips steps with inf/NaN gradients itself (and lowers its scale),
+            # which is routine; only a non-finite loss counts as divergence.
+            finite = torch.isfinite(loss_sum)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            finite = torch.isfinite(loss_sum) & torch.isfinite(grad_norm)
+            self._step_if(finite)
         self.optimizer.zero_grad(set_to_none=True)
-        return grad_norm
+        return grad_norm, finite
+
+    def _step_if(self, finite: torch.Tensor) -> None:
+        if self.optimizer.defaults.get("fused"):
+            # The fused kernel skips the whole step (moments and step count too) where
+            # `found_inf` is 1, on the device: no host sync per update (what GradScaler uses).
+            self.optimizer.grad_scale = None
+            self.optimizer.found_inf = (~finite).float()
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.grad_scale, self.optimizer.found_inf
+        elif finite.item():  # a host sync; free on the CPU (fused is used on CUDA)
+            self.optimizer.step()

@@ -25,11 +25,12 @@ from transformer.training.distributed import (
     init_distributed,
     max_over_ranks,
 )
+from transformer.training.divergence import NonFiniteGuard
 from transformer.training.final import evaluate_test, write_final_model
 from transformer.training.logger import Meter, flat_hparams
 from transformer.training.metrics_log import config_hash
 from transformer.training.setup import Run, build_run
-from transformer.training.state import checkpoint_state, write_checkpoints
+from transformer.training.state import checkpoint_state
 from transformer.training.step import StepResult
 from transformer.training.validation import format_samples, validate
 
@@ -46,6 +47,7 @@ class StopOnSignal:
 
     def __init__(self) -> None:
         self.requested: str | None = None
+        self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopOnSignal:
@@ -67,7 +69,7 @@ class StopOnSignal:
         name = signal.Signals(signum).name
         if self.requested is not None:
             raise KeyboardInterrupt(f"second {name}: stopping without saving")
-        self.requested = name
+        self.requested, self.signum = name, signum
         logger.warning("%s: saving a checkpoint after this update, then stopping", name)
 
 
@@ -87,9 +89,8 @@ def save(run: Run, *, is_best: bool, periodic: bool) -> None:
         cfg=run.cfg,
         tokenizer=run.prepared.tokenizer,
     )
-    keep_last = run.cfg.train.keep_last
-    write_checkpoints(
-        run.checkpoint_dir, state, is_best=is_best, keep_last=keep_last, periodic=periodic
+    run.checkpoints.save(
+        state, is_best=is_best, periodic=periodic, keep_last=run.cfg.train.keep_last
     )
 
 
@@ -178,32 +179,40 @@ def _late_dropout(run: Run, *, session_start: bool = False) -> None:
         )  # fmt: skip
 
 
-def _loop(run: Run, stop: StopOnSignal) -> str:
+def _loop(run: Run, stop: StopOnSignal, guard: NonFiniteGuard) -> str:
     cfg = run.cfg.train
     meter = Meter(run.device)
     _late_dropout(run, session_start=True)
     while (reason := _stop_reason(run, stop)) is None:
         batches = run.stream.take(cfg.accum_steps)
         if not batches:
-            return "max_epochs"
+            break
         log_now = (run.progress.step + 1) % cfg.log_every == 0
         lr = run.optimizer.param_groups[0]["lr"]
         result = run.step(batches, want_grad_norm=log_now)
+        guard.add(result.finite)
         run.scheduler.step()
         run.progress.step += 1
         _late_dropout(run)
         meter.add(result.loss, result.nll, result.n_tokens)
         run.log.progress(1)
         if log_now:
+            guard.check(run)  # the report below syncs anyway
             _report(run, meter, result, lr)
         if run.progress.step % cfg.validate_every == 0:
+            guard.check(run)  # never save weights of a divergence
             validate_and_save(run)
-    return reason
+    guard.check(run)
+    return reason or "max_epochs"
 
 
-def _finish(run: Run, reason: str) -> dict[str, float]:
+def _finish(run: Run, reason: str, stop: StopOnSignal) -> dict[str, float]:
     if reason == "signal":
         save(run, is_best=False, periodic=False)
+        logger.warning(
+            "stopped by %s at update %d after saving %s; run the same command again to resume",
+            stop.requested, run.progress.step, run.checkpoints.last_path,
+        )  # fmt: skip
         return {}
     # Also after a signal stop: re-running with train.max_updates at its update finishes the run.
     if run.progress.step > 0 and run.progress.validated_step != run.progress.step:
@@ -232,8 +241,13 @@ def train(cfg: TrainRunConfig) -> dict:
     after `patience` validations without a gain in BLEU, or on Ctrl-C/SIGTERM, which first save
     checkpoints/last.pt. Under torchrun each process trains one DDP rank and rank 0 alone writes.
 
+    An update whose loss or gradient norm is not finite is skipped; after
+    `train.max_nonfinite_updates` in a row the run stops with `DivergenceError`, keeping the last
+    checkpoint it saved.
+
     Returns:
-        "step", "epoch", "stop_reason", "best_bleu", "best_loss", and the last validation's
+        "step", "epoch", "stop_reason", "stop_signal" (the signal's number after a signal stop,
+        else None), "best_bleu", "best_loss", and the last validation's
         "valid_loss", "valid_ppl", "valid_bleu" and "test_bleu", "test_bleu_lowercase",
         "test_chrf" when computed.
     """
@@ -246,7 +260,7 @@ def train(cfg: TrainRunConfig) -> dict:
             run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
             run.log.event("start", run.progress.step, _session_start(run, run.started - began))
             with StopOnSignal() as stop:
-                reason = _loop(run, stop)
+                reason = _loop(run, stop, NonFiniteGuard(cfg.train.max_nonfinite_updates, device))
             # Outside the handler: Ctrl-C during the final validation and test decode stops it.
             elapsed = datetime.timedelta(seconds=round(time.monotonic() - run.started))
             logger.info(
@@ -254,11 +268,12 @@ def train(cfg: TrainRunConfig) -> dict:
             )
             wall = round(time.monotonic() - began, 1)
             run.log.event("stop", run.progress.step, {"reason": reason, "wall_seconds": wall})
-            metrics = _finish(run, reason)
+            metrics = _finish(run, reason, stop)
         return {
             "step": run.progress.step,
             "epoch": run.stream.epoch,
             "stop_reason": reason,
+            "stop_signal": stop.signum if reason == "signal" else None,
             "best_bleu": run.progress.best_bleu,
             "best_loss": run.progress.best_loss,
             **metrics,

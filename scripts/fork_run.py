@@ -1,0 +1,13 @@
+#!/usr/bin/env python
+"""Fork a run from an earlier update, as `tmt-fork`: `python scripts/fork_run.py RUN_DIR --update N`.
+
+The next training command in RUN_DIR then resumes from update N; the checkpoints of later
+updates move to RUN_DIR/checkpoints/later-than-N.<time>/ (nothing is deleted).
+"""
+
+import sys
+
+from transformer.training.fork import fork_main
+
+if __name__ == "__main__":
+    sys.exit(fork_main())
