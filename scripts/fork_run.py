@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fork a run from an earlier update, as `tmt-fork`: `python scripts/fork_run.py RUN_DIR --update N`.
+"""Fork a run from an earlier update, as `tmt-fork RUN_DIR --update N`.
 
 The next training command in RUN_DIR then resumes from update N; the checkpoints of later
 updates move to RUN_DIR/checkpoints/later-than-N.<time>/ (nothing is deleted).

@@ -1,5 +1,5 @@
-"""`tmt-fork RUN_DIR --update N` (scripts/fork_run.py): the next training run in RUN_DIR resumes from update
-N; the checkpoints of later updates are set aside (`CheckpointDir.fork`)."""
+"""`tmt-fork RUN_DIR --update N` (scripts/fork_run.py): the next training run in RUN_DIR resumes
+from update N; the checkpoints of later updates are set aside (`CheckpointDir.fork`)."""
 
 from __future__ import annotations
 
