@@ -46,3 +46,35 @@ def test_a_command_without_configs_says_how_to_install_and_exits_2(
         f"error: no configs/train.yaml in {tmp_path}; install the project from its checkout "
         "(pip install -e .), which keeps configs/ beside the package.\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("train.max_update=5", "Could not override 'train.max_update': Key 'max_update' not in"),
+        ("model.d_model=wide", "Value 'wide' of type 'str' could not be converted to Integer"),
+        ("data=nope", "Could not find 'data/nope'; Available options in 'data': hf,"),
+    ],
+)
+def test_a_misspelt_key_or_bad_value_is_one_line_and_exit_2(
+    override: str, says: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Checked before Hydra runs the job: its own report would be several lines and status 1."""
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["tmt-train", override])
+    with pytest.raises(SystemExit) as stopped:
+        cli.train_main()
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and says in err, err
+
+
+def test_hydra_full_error_keeps_the_traceback_of_a_misspelt_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setattr(sys, "argv", ["tmt-train", "train.max_update=5"])
+    with pytest.raises(ConfigCompositionException):
+        cli.train_main()

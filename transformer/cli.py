@@ -153,6 +153,40 @@ def prepare(cfg: DictConfig) -> None:
     print(format_stats(prepared.stats))
 
 
+def _check_overrides(argv: list[str]) -> None:
+    """Compose the config once before Hydra runs the job, so that a misspelt key or a bad value
+    is one line and exit status 2 rather than Hydra's multi-line report and status 1.
+
+    A command line with Hydra's own flags (`-m`, `--cfg job`, ...) is left to Hydra.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if any(arg.startswith("-") for arg in argv):
+        return
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            compose(config_name="train", overrides=argv)
+    except (HydraException, OmegaConfBaseException) as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _fail(_override_message(error))
+
+
+def _override_message(error: Exception) -> str:
+    # Hydra's message names the override; its cause (if any) names the key or the value's type.
+    # Its advice to append with `+` is dropped: keys the schema lacks are refused either way.
+    first, *rest = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if rest and rest[0].startswith("Available options"):  # a config group's choices
+        options = [line for line in rest[1:] if not line.startswith(("Config search", "provider"))]
+        return f"{first}; {rest[0]} {', '.join(options)}"
+    cause = error.__cause__
+    if cause is not None:
+        first = f"{first.rstrip('.')}: {str(cause).splitlines()[0]}"
+    return f"{first} (see transformer/config.py and configs/ for the keys and their types)"
+
+
 def _run_hydra(job: Callable[[DictConfig], object], job_name: str) -> None:
     """Run `job` as a Hydra job over configs/train.yaml, with the overrides in sys.argv.
 
@@ -167,6 +201,7 @@ def _run_hydra(job: Callable[[DictConfig], object], job_name: str) -> None:
         )
         raise SystemExit(2)
     register_configs()
+    _check_overrides(sys.argv[1:])
     sys.argv += [f"hydra.job.name={job_name}", *rank_overrides()]
     hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(job)()
 
