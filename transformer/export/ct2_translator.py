@@ -95,14 +95,20 @@ class CT2Translator:
         results = [[Hypothesis(tokens=[], score=0.0)] for _ in sentences]
         encoded = [ids[: self.max_positions - 1] for ids in self.tokenizer.encode_src(sentences)]
         order = length_order(sentences, encoded)
+        # CTranslate2 returns one sample per source: n samples are n copies of it, in a row.
+        copies = 1 if self.sampling is None else n_best
         width = self.cfg.beam_size if self.sampling is None else n_best
         for batch in budget_batches(order, encoded, width, self.cfg.max_tokens):
-            pieces = [self.tokenizer.src_id_to_piece(encoded[i]) for i in batch]
+            pieces = [
+                self.tokenizer.src_id_to_piece(encoded[i]) for i in batch for _ in range(copies)
+            ]
             limit = self._max_length(encoded[batch[0]])  # batch[0] is the longest
-            outputs = self.engine.translate_batch(pieces, **self._options(n_best, limit))
-            for i, output in zip(batch, outputs, strict=True):
+            options = self._options(n_best // copies, limit)
+            outputs = self.engine.translate_batch(pieces, **options)
+            for row, i in enumerate(batch):
                 results[i] = [
                     Hypothesis(tokens=[self._piece_ids[p] for p in tokens], score=score)
+                    for output in outputs[row * copies : (row + 1) * copies]
                     for tokens, score in zip(output.hypotheses, output.scores, strict=True)
                 ]
             if self.progress is not None:
