@@ -9,6 +9,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from transformer.checkpoint import CheckpointError
 from transformer.config import TrainRunConfig
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,17 @@ def _quiet_other_ranks() -> None:
 
 def train(cfg: DictConfig) -> dict:
     """Entry point of `scripts/train.py`."""
+    from transformer.training.init_from import command_line_keys, fine_tune_config
     from transformer.training.trainer import train as run_training
 
     _quiet_other_ranks()
-    run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_cfg = to_run_config(cfg, hydra_cfg.runtime.output_dir)
+    if run_cfg.train.init_from is not None:  # model and tokenizer configs of the checkpoint
+        try:
+            run_cfg = fine_tune_config(run_cfg, command_line_keys(list(hydra_cfg.overrides.task)))
+        except (ValueError, CheckpointError) as error:
+            raise SystemExit(f"config error: {error}") from None
     logger.info("run folder: %s", run_cfg.run_dir)
     return run_training(run_cfg)
 

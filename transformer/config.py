@@ -214,6 +214,9 @@ class TrainConfig:
     num_workers: int = 0
     cpu_threads: int = 0  # torch.set_num_threads on CPU (1 is fastest for tiny models); 0: default
     resume: bool = True  # re-running into an existing run folder continues from last.pt
+    # Fine-tune: start from this checkpoint's (or run folder's) weights, model and tokenizer
+    # (transformer.training.init_from); None trains from scratch.
+    init_from: str | None = None
     evaluate_test: bool = True  # decode the test split with final.pt at the end
 
     def __post_init__(self) -> None:
