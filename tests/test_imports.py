@@ -43,6 +43,7 @@ ALLOWED_INTERNAL["export"] = {"config", "runtime", "model", "data", "decoding", 
 ALLOWED_INTERNAL["loading"] = {"config", "runtime", "model", "data", "decoding", "checkpoint"}
 ALLOWED_INTERNAL["loading"] |= {"export"}
 ALLOWED_INTERNAL["commands"] = ALLOWED_INTERNAL["cli"] | {"export", "loading"}
+ALLOWED_INTERNAL["benchmarks"] = ALLOWED_INTERNAL["commands"]  # programs that print figures
 # Single files with a wider allowance than their unit.
 EXTRA_INTERNAL: dict[str, set[str]] = {"decoding/translator.py": {"data"}}
 # Third-party packages a unit may import; None means any (subject to EXCLUSIVE below).
@@ -190,6 +191,17 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
         if module not in state and (cycle := visit(module, [])):
             return cycle
     return []
+
+
+def test_optional_dependencies_are_imported_inside_functions() -> None:
+    """`import transformer.<anything>` works without ctranslate2 (the optional extra)."""
+    at_import = [
+        f"{path.relative_to(PACKAGE_DIR)}:{line}"
+        for path in _python_files()
+        for line, name in _imported_names(path, module_level_only=True)
+        if name.split(".")[0] == "ctranslate2"
+    ]
+    assert at_import == []
 
 
 def test_no_import_cycles() -> None:

@@ -176,6 +176,8 @@ class Translator:
         encoded = self._encode(sentences)
         order = length_order(sentences, encoded)
         width = self.cfg.beam_size if self.sampling is None else self.cfg.n_best
+        if self.progress is not None and len(order) < len(sentences):
+            self.progress(len(sentences) - len(order))  # blank inputs: done without a search
         with eval_mode(self.model):
             for batch in budget_batches(order, encoded, width, self.cfg.max_tokens):
                 src = collate([encoded[i] for i in batch], [[] for _ in batch], batch, PAD_ID)

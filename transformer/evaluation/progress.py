@@ -35,7 +35,9 @@ class DecodeProgress:
         self.done = 0
         stream = sys.stderr if stream is None else stream
         self._bar = (
-            tqdm(total=total, desc=what, unit="sent", file=stream) if stream.isatty() else None
+            tqdm(total=total, desc=what, unit="sent", file=stream, leave=False)
+            if stream.isatty()
+            else None
         )
         self._start = self._last = time.monotonic()
 

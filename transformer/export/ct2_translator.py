@@ -98,6 +98,8 @@ class CT2Translator:
         # CTranslate2 returns one sample per source: n samples are n copies of it, in a row.
         copies = 1 if self.sampling is None else n_best
         width = self.cfg.beam_size if self.sampling is None else n_best
+        if self.progress is not None and len(order) < len(sentences):
+            self.progress(len(sentences) - len(order))  # blank inputs: done without a search
         for batch in budget_batches(order, encoded, width, self.cfg.max_tokens):
             pieces = [
                 self.tokenizer.src_id_to_piece(encoded[i]) for i in batch for _ in range(copies)
