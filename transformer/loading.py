@@ -124,9 +124,14 @@ def _load_exported(folder: Path, device: torch.device, combined: bool) -> Loaded
     return LoadedModel(folder, tokenizer, info.cfg, device, None, exported=info)
 
 
-def _members(
-    first: Seq2SeqTransformer, tokenizer: Tokenizer, source: Path, paths: list[Path], device
-) -> Ensemble:  # noqa: ANN001 (device: torch.device)
+def _ensemble(
+    first: Seq2SeqTransformer,
+    tokenizer: Tokenizer,
+    source: Path,
+    paths: list[Path],
+    device: torch.device,
+) -> Ensemble:
+    """`first` and the models of `paths`, which must have `first`'s tokenizer."""
     members = [first]
     for path in paths:
         member, member_tokenizer, _ = load_for_inference(path, device)
@@ -184,7 +189,7 @@ def load_model(
                 f"{checkpoint}: the averaged weights do not fit its model config: {error}"
             ) from error
         logger.info("averaged %s", ", ".join(map(str, averaged)))
-    combined = _members(model, tokenizer, checkpoint, members, torch_device) if members else model
+    combined = _ensemble(model, tokenizer, checkpoint, members, torch_device) if members else model
     return LoadedModel(
         checkpoint,
         tokenizer,
