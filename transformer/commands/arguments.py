@@ -49,7 +49,8 @@ def model_parser(description: str) -> argparse.ArgumentParser:
         "search (defaults: the checkpoint's decode config)",
         "With an exported folder, CTranslate2 applies the closest equivalent: its length "
         "penalty divides by length^alpha (ours: GNMT's ((5+length)/6)^alpha), and its maximum "
-        "length is one number per batch (the largest a*|src|+b of the batch).",
+        "length is one number per batch (the largest a*|src|+b of the batch; each output is then "
+        "cut to its own limit).",
     )
     group.add_argument("--beam-size", type=int, help="1 is greedy search")
     group.add_argument("--length-penalty", type=float, help="GNMT alpha; 0 disables")

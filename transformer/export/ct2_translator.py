@@ -7,7 +7,9 @@ with the closest equivalents of our search settings:
   GNMT's ((5 + length) / 6)^alpha; alpha is passed as given, so the two rank hypotheses alike
   only at alpha 0.
 - maximum length: CTranslate2 takes one number per batch, so a batch gets the largest of its
-  sentences' a * |src| + b limits (ours stops each sentence at its own limit).
+  sentences' a * |src| + b limits, and each output is then cut to its own sentence's limit. For
+  greedy search and sampling this gives exactly ours (a prefix is decided before what follows);
+  a beam may have ranked its hypotheses differently with the longer limit.
 PAD and BOS are never generated and EOS not at step 0 (`min_decoding_length=1`), as in ours.
 """
 
@@ -108,8 +110,9 @@ class CT2Translator:
             options = self._options(n_best // copies, limit)
             outputs = self.engine.translate_batch(pieces, **options)
             for row, i in enumerate(batch):
+                own = self._max_length(encoded[i])  # cut to the sentence's own limit
                 results[i] = [
-                    Hypothesis(tokens=[self._piece_ids[p] for p in tokens], score=score)
+                    Hypothesis(tokens=[self._piece_ids[p] for p in tokens[:own]], score=score)
                     for output in outputs[row * copies : (row + 1) * copies]
                     for tokens, score in zip(output.hypotheses, output.scores, strict=True)
                 ]
