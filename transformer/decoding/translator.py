@@ -1,7 +1,9 @@
 """Text in, text out: tokenise, sort by length, batch by token budget, search, detokenise.
 
 Sentences are decoded longest first in batches whose padded source tokens times the beam size
-stay within `DecodeConfig.max_tokens`, and the results come back in input order. Blank
+(or the samples drawn per sentence) stay within `DecodeConfig.max_tokens`, and the results come
+back in input order. With `sampling`, tokens are drawn (`transformer.decoding.sampling`) in
+greedy search's loop instead of searched. Blank
 sentences translate to "" without a search; sources longer than the model's positional table are
 truncated (with a warning).
 """
