@@ -16,7 +16,10 @@ from transformer.export.folder import DEFAULT_QUANTIZATION, QUANTIZATIONS, expor
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip("`"))
+    parser = argparse.ArgumentParser(
+        description="Convert a checkpoint into a CTranslate2 folder that translate.py and "
+        "evaluate.py decode in its place."
+    )
     parser.add_argument("checkpoint", type=Path, help="a .pt checkpoint or a run folder")
     parser.add_argument("out_dir", type=Path, help="the folder to write (replaced if present)")
     parser.add_argument(
