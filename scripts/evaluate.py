@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Decode a test set with a checkpoint and report sacreBLEU/chrF, as `tmt-evaluate`.
+"""Decode a test set and report sacreBLEU/chrF: `python scripts/evaluate.py CKPT_OR_EXPORTED_DIR`.
 
 `python scripts/evaluate.py CKPT [--split test_2017_flickr] [--src FILE --ref FILE] ...`
 (`--help` lists the options).
@@ -7,7 +7,7 @@
 
 import sys
 
-from transformer.inference_cli import evaluate_main
+from transformer.commands.evaluate import main
 
 if __name__ == "__main__":
-    sys.exit(evaluate_main())
+    sys.exit(main())

@@ -1,6 +1,5 @@
 #!/usr/bin/env python
-"""Translate with a checkpoint: sentences as arguments, `--input FILE`, or standard input, as
-`tmt-translate`.
+"""Translate with a checkpoint or exported folder: arguments, `--input FILE`, or standard input.
 
 python scripts/translate.py CKPT "A man rides a bike."
 echo "Ein Mann fährt Fahrrad." | python scripts/translate.py CKPT
@@ -8,7 +7,7 @@ echo "Ein Mann fährt Fahrrad." | python scripts/translate.py CKPT
 
 import sys
 
-from transformer.inference_cli import translate_main
+from transformer.commands.translate import main
 
 if __name__ == "__main__":
-    sys.exit(translate_main())
+    sys.exit(main())

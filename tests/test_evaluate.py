@@ -14,11 +14,11 @@ import torch
 from tiny import CPU, ONE_THREAD, ROOT, tiny_assets, write_checkpoint
 
 from transformer.checkpoint import load_for_inference
+from transformer.commands.evaluate import main as evaluate_main
 from transformer.data.text_files import read_lines
 from transformer.decoding.ensemble import Ensemble
 from transformer.decoding.translator import Translator
 from transformer.evaluation.metrics import compute_metrics
-from transformer.inference_cli import evaluate_main
 
 
 @pytest.fixture

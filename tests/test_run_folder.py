@@ -22,6 +22,7 @@ from tiny import ONE_THREAD, ROOT, write_tiny_parallel_corpus
 
 from transformer import cli
 from transformer.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
+from transformer.commands.evaluate import main as evaluate_main
 from transformer.config import (
     DataConfig,
     DecodeConfig,
@@ -31,7 +32,6 @@ from transformer.config import (
     TrainConfig,
     TrainRunConfig,
 )
-from transformer.inference_cli import evaluate_main
 from transformer.training import trainer
 from transformer.training.checkpoint_dir import CheckpointDir
 from transformer.training.checkpoint_lookup import averaging_candidates, resolve_checkpoint
@@ -385,7 +385,7 @@ import logging
 import sys
 from pathlib import Path
 from test_run_folder import tiny_train_config
-from transformer.inference_cli import evaluate_main
+from transformer.commands.evaluate import main as evaluate_main
 from transformer.training import trainer
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 trainer.train(tiny_train_config(Path(sys.argv[1]), Path(sys.argv[2]), max_updates=12))

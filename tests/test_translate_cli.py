@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from tiny import CPU, ONE_THREAD, ROOT, SENTENCES, tiny_assets, write_checkpoint
 
+from transformer.commands.translate import main as translate_main
+from transformer.commands.translate import stdin_lines
 from transformer.decoding.translator import Translator
-from transformer.inference_cli import stdin_lines, translate_main
 
 SCRIPT = str(ROOT / "scripts" / "translate.py")
 

@@ -15,7 +15,7 @@ from tiny import CPU, SENTENCES, tiny_assets
 from transformer.config import TrainRunConfig
 from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from transformer.decoding.greedy import greedy_search
-from transformer.decoding.translator import Translator
+from transformer.decoding.translator import Translator, budget_batches
 from transformer.model import Seq2SeqTransformer
 
 
@@ -34,7 +34,7 @@ def test_batched_and_sorted_equals_one_at_a_time(assets: tuple, beam_size: int) 
     translator = Translator(model, tokenizer, decode, CPU)
     encoded = translator._encode(SENTENCES)
     order = sorted(range(len(SENTENCES)), key=lambda i: -len(encoded[i]))
-    batches = list(translator._batches(order, encoded))
+    batches = list(budget_batches(order, encoded, beam_size, budget))
     assert 1 < len(batches) < len(SENTENCES)
     for batch in batches:  # within budget, unless one sentence alone exceeds it
         assert len(batch) == 1 or len(batch) * (len(encoded[batch[0]]) + 1) * beam_size <= budget

@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from transformer.checkpoint import CheckpointError
 from transformer.config import TrainRunConfig
 
 logger = logging.getLogger(__name__)
@@ -133,10 +134,17 @@ def train(cfg: DictConfig) -> dict:
     Raises:
         SystemExit: 2 for a user error (one line on stderr); 128 + N after a stop by signal N.
     """
+    from transformer.training.init_from import command_line_keys, fine_tune_config
     from transformer.training.trainer import train as run_training
 
     _quiet_other_ranks()
-    run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_cfg = to_run_config(cfg, hydra_cfg.runtime.output_dir)
+    if run_cfg.train.init_from is not None:  # model and tokenizer configs of the checkpoint
+        try:
+            run_cfg = fine_tune_config(run_cfg, command_line_keys(list(hydra_cfg.overrides.task)))
+        except (ValueError, CheckpointError) as error:
+            _fail(f"config error: {error}")
     logger.info("run folder: %s", run_cfg.run_dir)
     result = guarded(lambda: run_training(run_cfg))
     if result["stop_signal"] is not None:  # so that `train && evaluate` and schedulers can tell

@@ -236,6 +236,9 @@ class TrainConfig:
     # Updates with a non-finite loss or gradient norm are skipped; this many in a row stop the
     # run (its last checkpoint kept).
     max_nonfinite_updates: int = 3
+    # Fine-tune: start from this checkpoint's (or run folder's) weights, model and tokenizer
+    # (transformer.training.init_from); None trains from scratch.
+    init_from: str | None = None
     evaluate_test: bool = True  # decode the test split with final.pt at the end
 
     def __post_init__(self) -> None:

@@ -137,6 +137,10 @@ class Tokenizer:
         """The source pieces of one sentence, as `encode_src` splits it (no EOS)."""
         return self._src.encode(text, out_type=str)
 
+    def src_id_to_piece(self, ids: Sequence[int]) -> list[str]:
+        """Source ids to their pieces, special ids included."""
+        return [self._src.id_to_piece(int(token)) for token in ids]
+
     def tgt_id_to_piece(self, ids: Sequence[int]) -> list[str]:
         """Target ids to their pieces, special ids included ("<s>", "</s>", "<pad>", "<unk>")."""
         return [self._tgt.id_to_piece(int(token)) for token in ids]

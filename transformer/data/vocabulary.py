@@ -57,7 +57,8 @@ def load_or_train_tokenizer(cfg: TrainRunConfig, train: CorpusSplit) -> tuple[To
     if (folder / META_FILE).is_file():
         tokenizer = Tokenizer.load(folder)
         _check_reused(tokenizer, cfg, folder)
-        _check_corpus(tokenizer, train, folder)
+        if cfg.train.init_from is None:  # a fine-tune keeps a vocabulary of another corpus
+            _check_corpus(tokenizer, train, folder)
         logger.info("Reusing the SentencePiece model in %s", folder)
         return tokenizer, True
     tok = cfg.tokenizer

@@ -11,6 +11,7 @@ from the batch (`cache.reorder`), so the cost of a step follows the sentences st
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -62,6 +63,7 @@ def greedy_search(
     max_len_b: int,
     bos_id: int = BOS_ID,
     eos_id: int = EOS_ID,
+    choose: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[list[int]]:
     """Pick the most probable token at each step, for a batch of sentences at once.
 
@@ -72,6 +74,8 @@ def greedy_search(
         max_len_b: the b.
         bos_id: id that starts every target.
         eos_id: id that ends it.
+        choose: picks the tokens (N,) from the logits (N, V) in place of argmax (sampling:
+            `transformer.decoding.sampling.sampler`).
 
     Returns:
         One list of target ids per sentence, without BOS and EOS, in input order.
@@ -90,7 +94,7 @@ def greedy_search(
     while rows.numel() > 0:
         logits, cache = model.decode_step(tokens, cache)  # (B', V)
         logits = ban_special(logits.float(), step, model.pad_id, bos_id, eos_id)  # (B', V)
-        best = logits.argmax(dim=-1)  # (B',)
+        best = logits.argmax(dim=-1) if choose is None else choose(logits)  # (B',)
         best = torch.where(step >= limits[rows], torch.full_like(best, eos_id), best)
         out[rows, step] = best  # out: (B, T)
         running = best != eos_id  # (B',)

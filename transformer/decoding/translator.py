@@ -1,7 +1,9 @@
 """Text in, text out: tokenise, sort by length, batch by token budget, search, detokenise.
 
 Sentences are decoded longest first in batches whose padded source tokens times the beam size
-stay within `DecodeConfig.max_tokens`, and the results come back in input order. Blank
+(or the samples drawn per sentence) stay within `DecodeConfig.max_tokens`, and the results come
+back in input order. With `sampling`, tokens are drawn (`transformer.decoding.sampling`) in
+greedy search's loop instead of searched. Blank
 sentences translate to "" without a search; sources longer than the model's positional table are
 truncated (with a warning).
 """
@@ -22,11 +24,40 @@ from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from transformer.decoding.beam import Hypothesis, beam_search
 from transformer.decoding.ensemble import Ensemble
 from transformer.decoding.greedy import greedy_search
+from transformer.decoding.sampling import Sampling, sampler
 from transformer.model import Seq2SeqTransformer
 
 logger = logging.getLogger(__name__)
 
 Search = Callable[[torch.Tensor], list[list[Hypothesis]]]  # (B, S) source ids -> n-best lists
+Progress = Callable[[int], None]  # told the number of sentences each finished batch held
+
+
+def length_order(sentences: list[str], encoded: list[list[int]]) -> list[int]:
+    """Indices of the non-blank sentences, longest encoding first."""
+    return sorted(
+        (i for i, text in enumerate(sentences) if text.strip()),
+        key=lambda i: len(encoded[i]),
+        reverse=True,
+    )
+
+
+def budget_batches(
+    order: list[int], encoded: list[list[int]], width: int, max_tokens: int
+) -> Iterator[list[int]]:
+    """Split `order` (longest first) so that rows * (longest + EOS) * width <= max_tokens.
+
+    `width` is the beam size (or the samples drawn per sentence): the rows a sentence becomes.
+    """
+    batch: list[int] = []
+    for i in order:
+        longest = len(encoded[batch[0]]) + 1 if batch else 0  # batch[0] is the longest
+        if batch and (len(batch) + 1) * longest * width > max_tokens:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 @dataclass
@@ -65,6 +96,9 @@ class Translator:
         tokenizer: the model's tokenizer.
         cfg: search settings (beam size 1 is greedy search).
         device: where source batches are placed.
+        sampling: draw translations at random instead of searching (`translate_nbest` draws
+            cfg.n_best samples per sentence; beam_size and length_penalty are not used).
+        progress: called after each batch with the number of sentences it held.
     """
 
     def __init__(
@@ -73,12 +107,20 @@ class Translator:
         tokenizer: Tokenizer,
         cfg: DecodeConfig,
         device: torch.device,
+        *,
+        sampling: Sampling | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.device = device
+        self.sampling = sampling
+        self.progress = progress
         self.max_src_pieces = model.max_positions - 1  # room for the EOS
+        self._generator: torch.Generator | None = None
+        if sampling is not None:
+            self._generator = torch.Generator(device=device).manual_seed(sampling.seed)
 
     def translate(self, sentences: list[str]) -> list[str]:
         """The best translation of each sentence, in input order."""
@@ -90,7 +132,8 @@ class Translator:
 
     def translate_nbest(self, sentences: list[str]) -> list[list[tuple[str, float]]]:
         """Up to cfg.n_best (translation, length-normalised log-prob) pairs per sentence."""
-        results = self._decode(sentences, self._beam)
+        search = self._beam if self.sampling is None else self._samples(self.cfg.n_best)
+        results = self._decode(sentences, search)
         return [[(self.tokenizer.decode_tgt(h.tokens), h.score) for h in hyps] for hyps in results]
 
     def attention(self, sentence: str, layer: int = -1) -> CrossAttention:
@@ -133,32 +176,44 @@ class Translator:
         """Run `search` over token-budget batches of the non-blank sentences, longest first."""
         results = [[Hypothesis(tokens=[], score=0.0)] for _ in sentences]
         encoded = self._encode(sentences)
-        order = sorted(
-            (i for i, text in enumerate(sentences) if text.strip()),
-            key=lambda i: len(encoded[i]),
-            reverse=True,
-        )
+        order = length_order(sentences, encoded)
+        width = self.cfg.beam_size if self.sampling is None else self.cfg.n_best
+        if self.progress is not None and len(order) < len(sentences):
+            self.progress(len(sentences) - len(order))  # blank inputs: done without a search
         with eval_mode(self.model):
-            for batch in self._batches(order, encoded):
+            for batch in budget_batches(order, encoded, width, self.cfg.max_tokens):
                 src = collate([encoded[i] for i in batch], [[] for _ in batch], batch, PAD_ID)
                 for i, hyps in zip(batch, search(src.src_ids.to(self.device)), strict=True):
                     results[i] = hyps
+                if self.progress is not None:
+                    self.progress(len(batch))
         return results
 
-    def _batches(self, order: list[int], encoded: list[list[int]]) -> Iterator[list[int]]:
-        """Split `order` (longest first) so that rows * (longest + EOS) * beam <= max_tokens."""
-        batch: list[int] = []
-        for i in order:
-            longest = len(encoded[batch[0]]) + 1 if batch else 0  # batch[0] is the longest
-            if batch and (len(batch) + 1) * longest * self.cfg.beam_size > self.cfg.max_tokens:
-                yield batch
-                batch = []
-            batch.append(i)
-        if batch:
-            yield batch
-
     def _best_search(self) -> Search:
+        if self.sampling is not None:
+            return self._samples(1)
         return self._greedy if self.cfg.beam_size == 1 else self._beam
+
+    def _samples(self, n: int) -> Search:
+        """Draw n translations per sentence: (B, S) -> n hypotheses each (score not computed)."""
+
+        def search(src_ids: torch.Tensor) -> list[list[Hypothesis]]:
+            assert self.sampling is not None and self._generator is not None
+            outputs = greedy_search(
+                self.model,
+                src_ids.repeat_interleave(n, dim=0),  # (B*n, S), row b*n + i
+                max_len_a=self.cfg.max_len_a,
+                max_len_b=self.cfg.max_len_b,
+                bos_id=BOS_ID,
+                eos_id=EOS_ID,
+                choose=sampler(self.sampling, self._generator),
+            )
+            return [
+                [Hypothesis(tokens=ids, score=float("nan")) for ids in outputs[b : b + n]]
+                for b in range(0, len(outputs), n)
+            ]
+
+        return search
 
     def _greedy(self, src_ids: torch.Tensor) -> list[list[Hypothesis]]:
         """Greedy search (B, S) -> one hypothesis per sentence (score not computed: nan)."""

@@ -31,6 +31,7 @@ from transformer.runtime import (
 from transformer.training.checkpoint_dir import CheckpointDir, holds_run
 from transformer.training.compiling import compile_for_training
 from transformer.training.distributed import DistEnv, barrier
+from transformer.training.init_from import start_fine_tune
 from transformer.training.logger import TrainLogger
 from transformer.training.metrics_log import METRICS_FILE
 from transformer.training.optim import build_optimizer, build_scheduler
@@ -248,6 +249,8 @@ def _update_step(
 def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     """Prepare data, build and (when resuming) restore every state, wrap for DDP/compile."""
     checkpoints, resume = _resume_state(cfg, env)
+    fine_tune = cfg.train.init_from is not None and resume is None
+    initial = start_fine_tune(cfg, write=env.is_main) if fine_tune else None  # before _prepare
     seed_everything(cfg.train.seed + env.rank)  # ranks draw different dropout masks
     precision = resolve_precision(cfg.train.precision, device)
     if device.type == "cuda":
@@ -258,6 +261,8 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     prepared = _prepare(cfg, env)
     tokenizer = prepared.tokenizer
     model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
+    if initial is not None:
+        model.load_state_dict(initial)
     model.to(device)
     optimizer, scheduler = _optimization(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")

@@ -21,6 +21,7 @@ from transformer.data.prepare import PreparedData
 from transformer.data.tokenizer import PAD_ID, Tokenizer
 from transformer.decoding.translator import Translator
 from transformer.evaluation.metrics import Metrics, compute_metrics
+from transformer.evaluation.progress import DecodeProgress
 from transformer.runtime import autocast
 from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.setup import id_columns
@@ -125,6 +126,7 @@ def validation_bleu(
     sources: list[str],
     references: list[str],
     n_samples: int,
+    what: str = "validation BLEU",
 ) -> BleuReport:
     """Translate `sources` with the evaluation search settings and score against `references`.
 
@@ -132,7 +134,9 @@ def validation_bleu(
     BLEU of `scripts/evaluate.py` on the same checkpoint agree.
     """
     model.eval()
-    hypotheses = Translator(model, tokenizer, decode_cfg, device).translate(sources)
+    with DecodeProgress(len(sources), what) as progress:  # a bar, or a log line every 30 s
+        translator = Translator(model, tokenizer, decode_cfg, device, progress=progress)
+        hypotheses = translator.translate(sources)
     metrics = compute_metrics(hypotheses, references)
     samples = list(zip(sources, references, hypotheses, strict=True))[:n_samples]
     return BleuReport(metrics=metrics, samples=samples)
@@ -213,5 +217,5 @@ def evaluate_split(
 ) -> Metrics:
     """BLEU and chrF of a whole split (columns "src", "tgt") decoded with `decode_cfg`."""
     return validation_bleu(
-        model, tokenizer, decode_cfg, device, list(split["src"]), list(split["tgt"]), 0
+        model, tokenizer, decode_cfg, device, list(split["src"]), list(split["tgt"]), 0, "test"
     ).metrics

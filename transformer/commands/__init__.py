@@ -1,0 +1,1 @@
+"""Command lines (argparse): one module per command, each with `main(argv=None) -> int`."""

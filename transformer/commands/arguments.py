@@ -1,0 +1,97 @@
+"""What the inference commands share: the model and search arguments, the decode config they
+give, logging, and turning user errors into one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from transformer.checkpoint import CheckpointError
+from transformer.config import DEVICES, DecodeConfig
+from transformer.data.corpus import CorpusError
+from transformer.export.ct2_spec import ExportError
+
+USER_ERRORS = (CheckpointError, CorpusError, ExportError, OSError, ValueError)
+_DECODE_FLAGS = ("beam_size", "length_penalty", "max_len_a", "max_len_b", "max_tokens", "n_best")
+_FLAG_NAMES = re.compile(r"\b(?:decode\.)?(" + "|".join(_DECODE_FLAGS) + r")\b")
+
+
+def model_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with the model argument, device, ensemble and search options."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a .pt checkpoint written by training; a run folder (its final.pt, else best.pt, "
+        "else last.pt); or a folder written by export.py, decoded with CTranslate2",
+    )
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if present")
+    parser.add_argument(
+        "--ensemble",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CKPT",
+        help="decode with this model too (repeatable), averaging the models' next-token "
+        "probabilities; same vocabulary and direction as CHECKPOINT, sizes may differ",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CTranslate2 intra-op threads (0: its default)"
+    )
+    group = parser.add_argument_group(
+        "search (defaults: the checkpoint's decode config)",
+        "With an exported folder, CTranslate2 applies the closest equivalent: its length "
+        "penalty divides by length^alpha (ours: GNMT's ((5+length)/6)^alpha), and its maximum "
+        "length is one number per batch (the largest a*|src|+b of the batch; each output is then "
+        "cut to its own limit).",
+    )
+    group.add_argument("--beam-size", type=int, help="1 is greedy search")
+    group.add_argument("--length-penalty", type=float, help="GNMT alpha; 0 disables")
+    group.add_argument("--max-len-a", type=float, help="output length limit a * |src| + b")
+    group.add_argument("--max-len-b", type=int, help="the b of a * |src| + b")
+    group.add_argument("--max-tokens", type=int, help="batch budget: source tokens x beam")
+    return parser
+
+
+def decode_config(args: argparse.Namespace, stored: DecodeConfig) -> DecodeConfig:
+    """The stored decode config with the search flags that were given (validated again).
+
+    `args` must carry every search flag (`model_parser` adds all but n_best, which the
+    commands add themselves).
+    """
+    flags = vars(args)
+    given = {k: flags[k] for k in _DECODE_FLAGS if flags.get(k) is not None}
+    if "beam_size" in given and "n_best" not in given:
+        given["n_best"] = min(stored.n_best, given["beam_size"])
+    try:
+        return dataclasses.replace(stored, **given)
+    except ValueError as error:  # DecodeConfig names its keys (decode.n_best); users typed flags
+        message = _FLAG_NAMES.sub(lambda m: "--" + m[1].replace("_", "-"), str(error))
+        raise ValueError(message) from None
+
+
+def setup_logging(level: int) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command, turning user errors into a one-line message and exit status 2."""
+    try:
+        return run(args)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

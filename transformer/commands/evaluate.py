@@ -1,0 +1,121 @@
+"""`evaluate.py CHECKPOINT`: decode a test set, write the hypotheses and a report, print metrics.
+
+CHECKPOINT may be a run folder, a .pt file, or an exported folder (decoded with CTranslate2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from transformer.commands.arguments import decode_config, guarded, model_parser, setup_logging
+from transformer.evaluation.evaluate import (
+    check_aligned,
+    evaluate,
+    split_name,
+    split_texts,
+    text_lines,
+    write_outputs,
+)
+from transformer.evaluation.metrics import format_metrics
+from transformer.evaluation.progress import DecodeProgress
+from transformer.loading import LoadedModel, load_model
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = model_parser("Decode a test set with a checkpoint and report sacreBLEU and chrF.")
+    data = parser.add_argument_group("what to decode (default: the corpus' test split)")
+    data.add_argument("--split", default="test", help="test, validation, or e.g. test_2017_flickr")
+    data.add_argument("--src", type=Path, help="a source file (one sentence a line), with --ref")
+    data.add_argument("--ref", type=Path, help="its reference translations")
+    data.add_argument("--multi30k-dir", help="Multi30k mirror folder (overrides the stored one)")
+    data.add_argument("--max-sentences", type=int, default=0, help="decode only the first N")
+    avg = parser.add_mutually_exclusive_group()
+    avg.add_argument("--average", type=Path, nargs="+", default=[], metavar="CKPT")
+    avg.add_argument(
+        "--average-last",
+        type=int,
+        default=0,
+        metavar="K",
+        help="average the last K checkpoint_*.pt of the checkpoint's folder",
+    )
+    parser.add_argument(
+        "--progress-every", type=float, default=30.0, metavar="SECONDS",
+        help="when standard error is not a terminal: a progress line this often",
+    )  # fmt: skip
+    parser.add_argument("--out-dir", type=Path, help="default: <checkpoint folder>/eval")
+    return parser
+
+
+def _texts(args: argparse.Namespace, loaded: LoadedModel) -> tuple[list[str], list[str], str]:
+    """Sources, references and the label of what is decoded."""
+    if args.src is not None:
+        return text_lines(args.src), text_lines(args.ref), args.src.name
+    data_cfg = loaded.cfg.data
+    if args.multi30k_dir:
+        data_cfg = dataclasses.replace(data_cfg, multi30k_dir=args.multi30k_dir)
+    sources, refs = split_texts(data_cfg, args.split)
+    return sources, refs, split_name(data_cfg, args.split)
+
+
+def _tag(label: str, loaded: LoadedModel) -> str:
+    """The report's file stem: what was decoded, with which model."""
+    name = loaded.source.name if loaded.exported else loaded.source.stem
+    tag = f"{label}.{name}" + (f".avg{len(loaded.averaged)}" if loaded.averaged else "")
+    return tag + (f".ens{len(loaded.ensemble) + 1}" if loaded.ensemble else "")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    loaded = load_model(
+        args.checkpoint,
+        device=args.device,
+        average=args.average,
+        average_last=args.average_last,
+        ensemble=args.ensemble,
+    )
+    decode = dataclasses.replace(decode_config(args, loaded.cfg.decode), n_best=1)
+    sources, refs, label = _texts(args, loaded)
+    names = (args.src, args.ref) if args.src is not None else (f"{label} sources", "references")
+    check_aligned(sources, refs, str(names[0]), str(names[1]))  # before --max-sentences cuts
+    if args.max_sentences > 0:
+        sources, refs = sources[: args.max_sentences], refs[: args.max_sentences]
+    with DecodeProgress(len(sources), label, every=args.progress_every) as progress:
+        translator = loaded.translator(decode, progress=progress, threads=args.threads)
+        result = evaluate(translator, sources, refs)
+    tag = _tag(label, loaded)
+    out_dir = args.out_dir or (
+        loaded.source / "eval" if loaded.exported else loaded.source.parent / "eval"
+    )
+    info = {
+        "checkpoint": str(loaded.source),
+        # final.pt says which model it holds; an average made here is listed under "averaged".
+        "description": None if loaded.averaged else loaded.description,
+        "averaged": [str(p) for p in loaded.averaged],
+        "ensemble": [str(p) for p in loaded.ensemble],  # decoded together with "checkpoint"
+        "engine": f"ctranslate2 ({loaded.exported.quantization})" if loaded.exported else "ours",
+        "data": label if args.src is None else {"src": str(args.src), "ref": str(args.ref)},
+        "direction": f"{loaded.tokenizer.src_lang}-{loaded.tokenizer.tgt_lang}",
+        "decode": dataclasses.asdict(decode),
+        "device": str(loaded.device),
+        "bleu_lowercase_note": "lowercased BLEU, as most Multi30k papers report it",
+    }
+    write_outputs(result, out_dir / f"{tag}.hyp.txt", out_dir / f"{tag}.json", info)
+    print(
+        f"{label}: {len(result.hyps)} sentences, beam {decode.beam_size}, length penalty "
+        f"{decode.length_penalty}, {result.sentences_per_second:.1f} sentences/s"
+    )
+    print(format_metrics(result.metrics))
+    print(f"hypotheses: {out_dir / f'{tag}.hyp.txt'}\nreport: {out_dir / f'{tag}.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`evaluate.py CHECKPOINT [options]`; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.src is None) != (args.ref is None):
+        parser.error("--src and --ref go together")
+    setup_logging(logging.INFO)
+    return guarded(_evaluate, args)

@@ -1,0 +1,104 @@
+"""Fine-tuning: a new run that starts from another run's model (`train.init_from=PATH`).
+
+The model and tokenizer configs come from that checkpoint; data, optimizer and schedule from the
+new config. A model or tokenizer key given explicitly on the command line that disagrees with
+the checkpoint is an error naming it (the dropouts may change); values from the YAML defaults
+are replaced silently. The tokenizer files are copied into the new run folder, so no tokenizer
+is trained, and `init_from.json` there records where the weights came from. Step, optimizer and
+sampler start fresh: this is not a resume (re-running the command resumes the fine-tuned run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from transformer.checkpoint import load_checkpoint, run_config_from_checkpoint
+from transformer.config import TrainRunConfig
+from transformer.data.tokenizer import Tokenizer
+from transformer.training.checkpoint_lookup import resolve_checkpoint
+
+logger = logging.getLogger(__name__)
+
+RECORD_FILE = "init_from.json"
+MAY_CHANGE = ("dropout", "attn_dropout", "ff_dropout")  # model keys a fine-tune may set anew
+_SECTIONS = ("model", "tokenizer")
+
+
+def command_line_keys(overrides: list[str]) -> set[str]:
+    """The config keys that Hydra overrides such as `model.d_model=64`, `model=base` or
+    `+tokenizer.x=1` set (group choices name their group)."""
+    return {override.split("=", 1)[0].lstrip("+~") for override in overrides if "=" in override}
+
+
+def _conflicts(cfg: TrainRunConfig, stored: TrainRunConfig, explicit: set[str]) -> list[str]:
+    problems = []
+    for key in sorted(explicit):
+        section, _, name = key.partition(".")
+        if section not in _SECTIONS or name in MAY_CHANGE:
+            continue
+        names = [name] if name else [f.name for f in dataclasses.fields(getattr(cfg, section))]
+        for field_name in names:
+            if field_name in MAY_CHANGE and section == "model":
+                continue
+            given = getattr(getattr(cfg, section), field_name)
+            wanted = getattr(getattr(stored, section), field_name)
+            if given != wanted:
+                problems.append(
+                    f"{key} sets {section}.{field_name}={given!r}, checkpoint {wanted!r}"
+                )
+    return problems
+
+
+def fine_tune_config(cfg: TrainRunConfig, explicit: set[str]) -> TrainRunConfig:
+    """`cfg` with the model and tokenizer configs of `cfg.train.init_from`'s checkpoint.
+
+    Args:
+        cfg: the composed run config (train.init_from set).
+        explicit: config keys given on the command line (`command_line_keys`).
+
+    Raises:
+        ValueError: an explicit override conflicts with the checkpoint, or the data direction
+            differs from the checkpoint's.
+        CheckpointError: the checkpoint cannot be read.
+    """
+    assert cfg.train.init_from is not None
+    path = resolve_checkpoint(Path(cfg.train.init_from))
+    stored = run_config_from_checkpoint(load_checkpoint(path))
+    problems = _conflicts(cfg, stored, explicit)
+    if problems:
+        raise ValueError(
+            f"train.init_from={cfg.train.init_from}: the model and tokenizer come from {path}, "
+            f"but {'; '.join(problems)}. Drop those overrides (dropout may change)."
+        )
+    direction = (cfg.data.src_lang, cfg.data.tgt_lang)
+    if direction != (stored.data.src_lang, stored.data.tgt_lang):
+        raise ValueError(
+            f"train.init_from={cfg.train.init_from}: {path} translates "
+            f"{stored.data.src_lang}->{stored.data.tgt_lang}, the data is {'->'.join(direction)}; "
+            "set data.src_lang and data.tgt_lang to the checkpoint's."
+        )
+    dropouts = {k: getattr(cfg.model, k) for k in MAY_CHANGE if f"model.{k}" in explicit}
+    model = dataclasses.replace(stored.model, **dropouts)
+    return dataclasses.replace(cfg, model=model, tokenizer=stored.tokenizer)
+
+
+def start_fine_tune(cfg: TrainRunConfig, write: bool) -> dict:
+    """The starting checkpoint's weights; when `write` (rank 0), its tokenizer is copied into
+    the run folder (unless there) and `init_from.json` records the checkpoint.
+
+    Returns:
+        The model state dict to load.
+    """
+    assert cfg.train.init_from is not None
+    path = resolve_checkpoint(Path(cfg.train.init_from))
+    state = load_checkpoint(path)
+    if write:
+        folder = Path(cfg.run_dir)
+        Tokenizer.from_state_dict(state["tokenizer"]).save(folder)
+        record = {"checkpoint": str(path.resolve()), "step": state.get("step")}
+        (folder / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n", "utf-8")
+    logger.info("fine-tuning from %s (update %s)", path, state.get("step"))
+    return state["model"]
