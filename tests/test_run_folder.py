@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tiny
 import torch
 from tiny import ONE_THREAD, ROOT, write_tiny_parallel_corpus
 
@@ -24,12 +25,6 @@ from transformer import cli
 from transformer.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
 from transformer.commands.evaluate import main as evaluate_main
 from transformer.config import (
-    DataConfig,
-    DecodeConfig,
-    ModelConfig,
-    OptimConfig,
-    TokenizerConfig,
-    TrainConfig,
     TrainRunConfig,
 )
 from transformer.training import trainer
@@ -42,29 +37,9 @@ N_UPDATES = 7  # validations (and periodic checkpoints) at 5 and 7
 
 
 def tiny_train_config(corpus_dir: Path, run_dir: Path, **train: object) -> TrainRunConfig:
-    """A tiny run on the generated corpus: 48 pairs, dropout on, one thread, no test decode."""
-    settings = dict(
-        max_tokens=96, accum_steps=2, max_updates=N_UPDATES, validate_every=5, log_every=1,
-        valid_max_sentences=8, max_train_pairs=48, keep_last=2, average_last=2, device="cpu",
-        cpu_threads=1, evaluate_test=False,
-    )  # fmt: skip
-    settings.update(train)
-    return TrainRunConfig(
-        model=ModelConfig(
-            d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, dropout=0.1
-        ),
-        data=DataConfig(
-            source="files",
-            train_path=str(corpus_dir / "train.{lang}"),
-            valid_path=str(corpus_dir / "valid.{lang}"),
-            test_path=str(corpus_dir / "test.{lang}"),
-            cache_dir=str(run_dir.parent / "cache"),
-        ),
-        tokenizer=TokenizerConfig(vocab_size=48),
-        optim=OptimConfig(lr=3e-3, warmup_steps=4),
-        train=TrainConfig(**settings),
-        decode=DecodeConfig(beam_size=1, max_len_a=1.0, max_len_b=5),
-        run_dir=str(run_dir),
+    """`tiny.tiny_train_config` for N_UPDATES, averaging the last 2 checkpoints into final.pt."""
+    return tiny.tiny_train_config(
+        corpus_dir, run_dir, **{"max_updates": N_UPDATES, "average_last": 2, **train}
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tiny import write_tiny_parallel_corpus
+from tiny import tiny_train_config, write_tiny_parallel_corpus
 
 from transformer.checkpoint import (
     average_checkpoints,
@@ -24,12 +24,6 @@ from transformer.checkpoint import (
     run_config_from_checkpoint,
 )
 from transformer.config import (
-    DataConfig,
-    DecodeConfig,
-    ModelConfig,
-    OptimConfig,
-    TokenizerConfig,
-    TrainConfig,
     TrainRunConfig,
 )
 from transformer.data.batching import TokenBatchSampler
@@ -52,31 +46,8 @@ N_UPDATES = 12
 
 
 def make_config(corpus: dict[str, Path], run_dir: Path, **train: object) -> TrainRunConfig:
-    """A tiny run: 48 pairs, batches of ~96 tokens, 2 micro-batches per update, dropout on."""
-    folder = corpus["dir"]
-    settings = dict(
-        max_tokens=96, accum_steps=2, max_updates=N_UPDATES, validate_every=5, log_every=1,
-        valid_max_sentences=8, max_train_pairs=48, keep_last=2, device="cpu", cpu_threads=1,
-        evaluate_test=False,
-    )  # fmt: skip
-    settings.update(train)
-    return TrainRunConfig(
-        model=ModelConfig(
-            d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, dropout=0.1
-        ),
-        data=DataConfig(
-            source="files",
-            train_path=str(folder / "train.{lang}"),
-            valid_path=str(folder / "valid.{lang}"),
-            test_path=str(folder / "test.{lang}"),
-            cache_dir=str(run_dir.parent / "cache"),
-        ),
-        tokenizer=TokenizerConfig(vocab_size=48),
-        optim=OptimConfig(lr=3e-3, warmup_steps=4),
-        train=TrainConfig(**settings),
-        decode=DecodeConfig(beam_size=1, max_len_a=1.0, max_len_b=5),
-        run_dir=str(run_dir),
-    )
+    """`tiny.tiny_train_config` for N_UPDATES updates."""
+    return tiny_train_config(corpus["dir"], run_dir, **{"max_updates": N_UPDATES, **train})
 
 
 def train_scalars(run_dir: Path, tag: str) -> dict[int, float]:

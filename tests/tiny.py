@@ -14,7 +14,9 @@ from transformer.config import (
     DataConfig,
     DecodeConfig,
     ModelConfig,
+    OptimConfig,
     TokenizerConfig,
+    TrainConfig,
     TrainRunConfig,
 )
 from transformer.data import tokenizer as tok
@@ -160,3 +162,30 @@ def write_checkpoint(
     }  # fmt: skip
     save_checkpoint(path, state)
     return path
+
+
+def tiny_train_config(corpus_dir: Path, run_dir: Path, **train: object) -> TrainRunConfig:
+    """A tiny run on the generated corpus (`write_tiny_parallel_corpus`): 48 pairs, batches of ~96
+    tokens, 2 micro-batches per update, dropout on, one thread, no test decode."""
+    settings = dict(
+        max_tokens=96, accum_steps=2, validate_every=5, log_every=1, valid_max_sentences=8,
+        max_train_pairs=48, keep_last=2, device="cpu", cpu_threads=1, evaluate_test=False,
+    )  # fmt: skip
+    settings.update(train)
+    return TrainRunConfig(
+        model=ModelConfig(
+            d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, dropout=0.1
+        ),
+        data=DataConfig(
+            source="files",
+            train_path=str(corpus_dir / "train.{lang}"),
+            valid_path=str(corpus_dir / "valid.{lang}"),
+            test_path=str(corpus_dir / "test.{lang}"),
+            cache_dir=str(run_dir.parent / "cache"),
+        ),
+        tokenizer=TokenizerConfig(vocab_size=48),
+        optim=OptimConfig(lr=3e-3, warmup_steps=4),
+        train=TrainConfig(**settings),
+        decode=DecodeConfig(beam_size=1, max_len_a=1.0, max_len_b=5),
+        run_dir=str(run_dir),
+    )

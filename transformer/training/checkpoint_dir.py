@@ -20,13 +20,10 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from transformer.checkpoint import CheckpointError, load_checkpoint
+from transformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from transformer.training.manifest import MANIFEST, Entry, Manifest, new_run_id
 
 logger = logging.getLogger(__name__)
@@ -126,18 +123,8 @@ class CheckpointDir:
         return name
 
     def _write_state(self, name: str, state: dict) -> None:
-        """torch.save into a temporary file, fsync, rename to `name` (never an existing file)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(state, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write `state` atomically as `name` (never an existing file): `save_checkpoint`."""
+        save_checkpoint(self.folder / name, state)
 
     def _link(self, source: str, name: str) -> None:
         """Point `name` (last.pt, best.pt) at `source`: a hard link renamed into place."""
