@@ -32,8 +32,9 @@ from transformer.config import (
     TrainConfig,
     TrainRunConfig,
 )
-from transformer.data.batching import TokenBatchSampler
+from transformer.data.batching import EncodedPairs, TokenBatchSampler
 from transformer.data.tokenizer import PAD_ID
+from transformer.data.vocabulary import DEFAULT_INPUT_SENTENCE_SIZE, resolve_tokenizer_config
 from transformer.model import build_model
 from transformer.training import final, trainer
 from transformer.training.setup import BatchStream
@@ -242,7 +243,10 @@ def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(
     state = load_checkpoint(folder / "last.pt")
     assert CONTRACT_KEYS <= set(state)
     assert state["step"] == N_UPDATES and state["scaler"] is None  # fp32: no scaler
-    assert run_config_from_checkpoint(state) == make_config(corpus, reference_run)
+    # The run records the tokenizer sample size it resolved (the default, for a new folder).
+    resolved = resolve_tokenizer_config(make_config(corpus, reference_run))
+    assert run_config_from_checkpoint(state) == resolved
+    assert resolved.tokenizer.input_sentence_size == DEFAULT_INPUT_SENTENCE_SIZE
     # Validations at 5 and 10 and a final one at 12, keep_last=2 of the periodic files.
     assert sorted(p.name for p in folder.glob("checkpoint_*.pt")) == [
         "checkpoint_00000010.pt",
@@ -312,7 +316,7 @@ def test_batch_stream_runs_max_epochs_then_stops() -> None:
     lengths = [3, 5, 4, 6, 2, 7, 5, 3]
     sampler = TokenBatchSampler(lengths, lengths, 12, seed=0)
     rows = [[4] * (n - 1) for n in lengths]
-    stream = BatchStream(rows, rows, sampler, PAD_ID, max_epochs=2)
+    stream = BatchStream(EncodedPairs.from_lists(rows, rows), sampler, PAD_ID, max_epochs=2)
     seen = []
     while batches := stream.take(3):  # updates of 3 micro-batches, across the epoch boundary
         seen.extend(row for batch in batches for row in batch.indices.tolist())

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import pyarrow.compute as pc
+import numpy as np
 
 from transformer.config import DataConfig, TrainRunConfig
-from transformer.data.batching import TokenBatchSampler, padding_stats
-from transformer.data.corpus import CorpusError, CorpusSplit, corpus_splits, read_split
+from transformer.data.batching import EncodedPairs, TokenBatchSampler
+from transformer.data.corpus import PATH_KEYS, CorpusError, CorpusSplit, corpus_splits, read_split
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer
 
@@ -127,34 +127,31 @@ def encode_split(
     )
 
 
-def pair_lengths(dataset: datasets.Dataset) -> tuple[list[int], list[int]]:
-    """Piece counts (no BOS/EOS) of each row's src_ids and tgt_ids, computed in Arrow."""
-    table = dataset.with_format("arrow")[:]
-    src, tgt = (pc.list_value_length(table[name]).to_pylist() for name in ("src_ids", "tgt_ids"))
-    return src, tgt
+def pair_lengths(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) int32 piece counts (no BOS/EOS) of each row's src_ids and tgt_ids, read in Arrow."""
+    return EncodedPairs.from_dataset(dataset).piece_lengths()
 
 
 def _split_stats(dataset: datasets.Dataset, dropped_empty: int, dropped_length: int) -> SplitStats:
-    src, tgt = pair_lengths(dataset)
+    src, tgt = (lens.astype(np.int64) for lens in pair_lengths(dataset))
     n = max(len(src), 1)
     return SplitStats(
         pairs=len(src),
         dropped_empty=dropped_empty,
         dropped_length=dropped_length,
-        src_tokens=sum(src),
-        tgt_tokens=sum(tgt),
-        src_len_mean=sum(src) / n,
-        src_len_max=max(src, default=0),
-        tgt_len_mean=sum(tgt) / n,
-        tgt_len_max=max(tgt, default=0),
+        src_tokens=int(src.sum()),
+        tgt_tokens=int(tgt.sum()),
+        src_len_mean=float(src.sum()) / n,
+        src_len_max=int(src.max(initial=0)),
+        tgt_len_mean=float(tgt.sum()) / n,
+        tgt_len_max=int(tgt.max(initial=0)),
     )
 
 
 def _train_padding(train: datasets.Dataset, max_tokens: int, seed: int) -> tuple[int, float]:
-    src, tgt = pair_lengths(train)
-    src, tgt = [n + 1 for n in src], [n + 1 for n in tgt]  # + EOS, + BOS/EOS as collated
+    src, tgt = EncodedPairs.from_dataset(train).collated_lengths()
     sampler = TokenBatchSampler(src, tgt, max_tokens, seed=seed)
-    real, total = padding_stats(sampler.epoch_batches(0), src, tgt)
+    real, total = sampler.padding(src, tgt)
     return len(sampler), 1.0 - real / max(total, 1)
 
 
@@ -197,15 +194,20 @@ def prepare_data(cfg: TrainRunConfig) -> PreparedData:
     cached under cfg.data.cache_dir. Only the training split is filtered by length.
 
     Raises:
-        CorpusError: The corpus cannot be read (see `transformer.data.corpus`), or no training
-            pair is left.
+        CorpusError: The corpus cannot be read (see `transformer.data.corpus`), a split has no
+            pairs, or no training pair is left.
         ValueError: The run folder holds a tokenizer trained with other settings or on another
             training corpus.
     """
     data = cfg.data
     raw = {name: read_split(data, name) for name in corpus_splits(data)}
-    if len(raw["train"].dataset) == 0:
-        raise CorpusError(f"The training split ({raw['train'].origin}) has no sentence pairs.")
+    for name, split in raw.items():
+        if len(split.dataset) == 0:
+            key = f"data.{PATH_KEYS[name]}" if data.source == "files" else f"data.source={data.source}"
+            raise CorpusError(
+                f"The {name} split ({split.origin}) has no sentence pairs; point {key} at a "
+                "corpus with some."
+            )
     tokenizer, reused = load_or_train_tokenizer(cfg, raw["train"])
     splits, stats = _encode_all(raw, tokenizer, data)
     if len(splits["train"]) == 0:
