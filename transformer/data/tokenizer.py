@@ -66,13 +66,18 @@ def sample_rows(n_rows: int, size: int, seed: int = SAMPLE_SEED) -> np.ndarray |
 
 
 def _sentences(column: pa.ChunkedArray, rows: np.ndarray | None) -> Iterator[str]:
-    """The strings of `column` at `rows` (all rows when None), read a slice at a time."""
-    if rows is None:
-        for start in range(0, len(column), READ_SLICE):
-            yield from column.slice(start, READ_SLICE).to_pylist()
-        return
-    for start in range(0, len(rows), READ_SLICE):
-        yield from column.take(rows[start : start + READ_SLICE]).to_pylist()
+    """The strings of `column` at ascending `rows` (all rows when None), read a slice at a time,
+    each chunk taking only its own rows (a take on the whole column could copy it)."""
+    start = 0
+    for chunk in column.chunks:
+        end = start + len(chunk)
+        if rows is None:
+            local = np.arange(len(chunk))
+        else:
+            local = rows[np.searchsorted(rows, start) : np.searchsorted(rows, end)] - start
+        for first in range(0, len(local), READ_SLICE):
+            yield from chunk.take(pa.array(local[first : first + READ_SLICE])).to_pylist()
+        start = end
 
 
 def _as_column(sentences: Sequence[str] | pa.ChunkedArray) -> pa.ChunkedArray:

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 # Sentences sampled per SentencePiece model when tokenizer.input_sentence_size is null: all of
 # Multi30k, and a sample that trains in a few minutes on 2 CPU cores for WMT-sized corpora.
-DEFAULT_INPUT_SENTENCE_SIZE = 1_000_000
+DEFAULT_INPUT_SENTENCE_SIZE = 300_000
 
 
 def _check_corpus(tokenizer: Tokenizer, train: CorpusSplit, folder: Path) -> None:
