@@ -20,7 +20,8 @@ def test_data_benchmark_runs_on_a_tiny_corpus(
         sys.executable, str(ROOT / "scripts" / "data_benchmark.py"), "--sizes", "300",
         "--source", f"{tiny_parallel_corpus['dir']}/train.{{lang}}", "--work-dir",
         str(tmp_path / "work"), "--vocab-size", "64", "--updates", "4", "--valid-pairs", "30",
-        "--max-tokens", "128", "--json", str(tmp_path / "figures.json"),
+        "--max-tokens", "128", "--rounds", "1", "--round-updates", "3",
+        "--json", str(tmp_path / "figures.json"),
     ]  # fmt: skip
     done = subprocess.run(
         command, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True, timeout=600
@@ -33,6 +34,7 @@ def test_data_benchmark_runs_on_a_tiny_corpus(
         assert figures[f"{stage}_peak_rss"] >= figures[f"{stage}_peak_anon"] > 0
     assert 0 < figures["first_update_s"] < figures["train_seconds"]
     assert 0 < figures["resume_s"] < figures["resume_seconds"] and figures["tokens_per_s"] > 0
+    assert figures["interleaved_tokens_per_s"] > 0 and "(interleaved rounds)" in done.stdout
     resumed = (tmp_path / "work" / "pairs-300" / "resume.log").read_text()
     assert "resuming from" in resumed and "update 5 |" in resumed
 

@@ -10,6 +10,10 @@ memory-mapped Arrow cache a process touched; RssAnon leaves them out.
 
     python scripts/data_benchmark.py                          # 0.1M, 1M and 5M pairs
     python scripts/data_benchmark.py --sizes 20k,100k --work-dir /tmp/ds
+    python scripts/data_benchmark.py --sizes 0.1M,5M --speed-only --rounds 3
+
+Tokens/s of different sizes are compared by `--rounds`: short resumed sessions of each size in
+turn, round after round, so that the load of a shared machine hits every size alike.
 """
 
 from __future__ import annotations
@@ -224,6 +228,48 @@ def run_size(args: argparse.Namespace, pairs: int) -> SizeResult:
     )
 
 
+def _last_step(folder: Path) -> int:
+    """The update of the newest periodic checkpoint in a size's run folder."""
+    names = sorted((folder / "run" / "checkpoints").glob("checkpoint_*.pt"))
+    if not names:
+        raise RuntimeError(
+            f"no checkpoint in {folder / 'run' / 'checkpoints'}; run without --speed-only"
+        )
+    return int(names[-1].stem.split("_")[-1])
+
+
+def interleaved_speeds(args: argparse.Namespace) -> dict[int, float]:
+    """Median target tokens/s per size over `args.rounds` rounds of resumed sessions of
+    `args.round_updates` updates, the sizes taking turns (the first two updates of a session
+    warm up and are left out)."""
+    speeds: dict[int, list[float]] = {pairs: [] for pairs in args.sizes}
+    common = {
+        pairs: _overrides(args, Path(args.work_dir) / f"pairs-{pairs}") for pairs in args.sizes
+    }
+    for round_index in range(args.rounds):
+        for pairs in args.sizes:
+            folder = Path(args.work_dir) / f"pairs-{pairs}"
+            start = _last_step(folder)
+            usage = measure(
+                [sys.executable, "scripts/train.py", *common[pairs],
+                 *_train_overrides(start + args.round_updates)],
+                folder / f"round-{round_index}.log",
+            )  # fmt: skip
+            speeds[pairs] += [tok_s for _, step, tok_s in _update_times(usage) if step > start + 2]
+    return {pairs: statistics.median(values) for pairs, values in speeds.items()}
+
+
+def format_speeds(speeds: dict[int, float]) -> str:
+    """Interleaved tokens/s per size and each size's ratio to the smallest."""
+    smallest = speeds[min(speeds)]
+    lines = [
+        "| pairs | target tok/s (interleaved rounds) | ratio to the smallest |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {p:,} | {v:,.0f} | {v / smallest:.3f} |" for p, v in sorted(speeds.items())]
+    return "\n".join(lines)
+
+
 def _gib(n: int) -> str:
     return f"{n / GIB:.2f}"
 
@@ -294,6 +340,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=4096)
     parser.add_argument("--updates", type=int, default=40, help="updates in the training run")
     parser.add_argument("--num-proc", type=int, default=1, help="data.num_proc")
+    parser.add_argument(
+        "--rounds", type=int, default=0, help="interleaved rounds comparing tokens/s (default 0)"
+    )
+    parser.add_argument("--round-updates", type=int, default=20, help="updates per round session")
+    parser.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only the interleaved rounds, in folders an earlier run of the sizes left",
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if not args.source:
@@ -308,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; python {platform.python_version()}")
     print("command: " + " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), flush=True)
+    if args.speed_only:
+        print(format_speeds(interleaved_speeds(args)), flush=True)
+        return
     results = []
     for pairs in args.sizes:
         result = run_size(args, pairs)
@@ -318,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             flush=True,
         )
     print(format_results(results), flush=True)
+    speeds = interleaved_speeds(args) if args.rounds else {}
+    if speeds:
+        print(format_speeds(speeds), flush=True)
     if args.json:
         figures = [
             {
@@ -331,4 +392,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
             for r in results
         ]
+        for entry in figures:
+            entry["interleaved_tokens_per_s"] = speeds.get(entry["pairs"])
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "sizes": figures}, indent=2))
