@@ -255,6 +255,33 @@ def test_a_prepared_split_stays_memory_mapped_and_batches_from_arrow(
     assert sorted(seen) == list(range(len(train)))
 
 
+def test_lengths_come_from_a_file_beside_the_cache_not_the_memory_map(
+    tiny_parallel_corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = TrainRunConfig(
+        data=_files_cfg(tiny_parallel_corpus["dir"], tmp_path / "cache"),
+        tokenizer=TokenizerConfig(vocab_size=64),
+        train=TrainConfig(max_tokens=200),
+        run_dir=str(tmp_path / "run"),
+    )
+    prepared = prepare_data(cfg)
+    for name, split in prepared.splits.items():
+        (cache_file,) = split.cache_files
+        assert Path(cache_file["filename"] + ".lengths.npy").is_file()
+        src, tgt = prepared.lengths[name]
+        assert src.dtype == np.int32 and src.tolist() == [len(ids) for ids in split["src_ids"]]
+        assert tgt.tolist() == [len(ids) for ids in split["tgt_ids"]]
+
+    def offsets_read(*args: object) -> None:
+        raise AssertionError("lengths should come from the .lengths.npy file")
+
+    monkeypatch.setattr(batching, "_list_lengths", offsets_read)
+    again = prepare_data(cfg)
+    np.testing.assert_array_equal(again.lengths["train"][0], prepared.lengths["train"][0])
+    pairs = EncodedPairs.from_dataset(again.splits["train"], again.lengths["train"])
+    assert pairs.collated_lengths()[0].tolist() == (prepared.lengths["train"][0] + 1).tolist()
+
+
 def test_bounds_match_the_row_by_row_greedy_cut() -> None:
     def reference(keys: list[int], max_tokens: int) -> list[tuple[int, int]]:
         bounds, start = [], 0

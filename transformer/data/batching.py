@@ -126,6 +126,13 @@ def collate(
     return _batch(_flat(src), _flat(tgt), indices, pad_id)
 
 
+def collated_lengths(piece_lengths: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) lengths of each row's collated source (pieces + EOS) and target tensors (pieces + BOS
+    or EOS), from its piece counts: what `TokenBatchSampler` budgets."""
+    src, tgt = piece_lengths
+    return src + 1, tgt + 1
+
+
 def _list_lengths(column: pa.ChunkedArray) -> np.ndarray:
     """(N,) int32 element counts of a list column, read from its offsets alone."""
     if column.num_chunks == 0:
@@ -160,21 +167,31 @@ class EncodedPairs:
     Args:
         src: Source piece ids per row (no EOS), a list<int> column.
         tgt: Target piece ids per row (no BOS/EOS), aligned with `src`.
+        lengths: The rows' piece counts (src, tgt), if known; otherwise they are read from the
+            columns' offsets, which maps pages of every record batch into memory.
     """
 
-    def __init__(self, src: pa.ChunkedArray, tgt: pa.ChunkedArray) -> None:
-        if len(src) != len(tgt):
-            raise ValueError(f"{len(src)} source rows but {len(tgt)} target rows.")
+    def __init__(
+        self,
+        src: pa.ChunkedArray,
+        tgt: pa.ChunkedArray,
+        lengths: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        if len(src) != len(tgt) or (lengths is not None and len(lengths[0]) != len(src)):
+            raise ValueError(f"{len(src)} source rows but {len(tgt)} target rows or lengths.")
         self._columns = (src, tgt)
+        self._lengths = lengths
         self._starts = tuple(
             np.cumsum([0] + [len(chunk) for chunk in column.chunks])[:-1] for column in (src, tgt)
         )
 
     @classmethod
-    def from_dataset(cls, dataset: datasets.Dataset) -> EncodedPairs:
+    def from_dataset(
+        cls, dataset: datasets.Dataset, lengths: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> EncodedPairs:
         """The id columns of a split encoded by `transformer.data.prepare` (no copy)."""
         table = dataset.with_format("arrow")[:]
-        return cls(table.column("src_ids"), table.column("tgt_ids"))
+        return cls(table.column("src_ids"), table.column("tgt_ids"), lengths)
 
     @classmethod
     def from_lists(cls, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]) -> EncodedPairs:
@@ -190,14 +207,15 @@ class EncodedPairs:
 
     def piece_lengths(self) -> tuple[np.ndarray, np.ndarray]:
         """(N,) int32 piece counts of each row's source and target (no BOS/EOS)."""
+        if self._lengths is not None:
+            return self._lengths
         src, tgt = (_list_lengths(column) for column in self._columns)
         return src, tgt
 
     def collated_lengths(self) -> tuple[np.ndarray, np.ndarray]:
         """(N,) int32 lengths of each row's collated source (pieces + EOS) and target tensors
         (pieces + BOS or EOS): what `TokenBatchSampler` budgets."""
-        src, tgt = self.piece_lengths()
-        return src + 1, tgt + 1
+        return collated_lengths(self.piece_lengths())
 
     def rows(self, indices: Sequence[int]) -> tuple[list[list[int]], list[list[int]]]:
         """The source and target ids of some rows as Python lists."""

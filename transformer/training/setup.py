@@ -162,6 +162,9 @@ def _prepare(cfg: TrainRunConfig, env: DistEnv) -> PreparedData:
     limit = cfg.train.max_train_pairs
     if limit and limit < len(prepared.splits["train"]):
         prepared.splits["train"] = prepared.splits["train"].select(range(limit))
+        if "train" in prepared.lengths:
+            src, tgt = prepared.lengths["train"]
+            prepared.lengths["train"] = (src[:limit], tgt[:limit])
     return prepared
 
 
@@ -251,7 +254,7 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     model.to(device)
     optimizer, scheduler = _optimization(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    pairs = EncodedPairs.from_dataset(prepared.splits["train"])
+    pairs = EncodedPairs.from_dataset(prepared.splits["train"], prepared.lengths.get("train"))
     sampler = _sampler(pairs, cfg, env)
     progress = Progress()
     if resume is not None:

@@ -161,7 +161,7 @@ def validate(
     split = prepared.splits["validation"]
     loss = validation_loss(
         model,
-        EncodedPairs.from_dataset(split),
+        EncodedPairs.from_dataset(split, prepared.lengths.get("validation")),
         max_tokens=cfg.train.max_tokens,
         max_positions=cfg.model.max_positions,
         smoothing=cfg.train.label_smoothing,
