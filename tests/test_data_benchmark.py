@@ -35,6 +35,7 @@ def test_data_benchmark_runs_on_a_tiny_corpus(
     assert 0 < figures["first_update_s"] < figures["train_seconds"]
     assert 0 < figures["resume_s"] < figures["resume_seconds"] and figures["tokens_per_s"] > 0
     assert figures["interleaved_tokens_per_s"] > 0 and "(interleaved rounds)" in done.stdout
+    assert figures["collate_tokens_per_s"] > 0 and "Arrow collate (no model)" in done.stdout
     resumed = (tmp_path / "work" / "pairs-300" / "resume.log").read_text()
     assert "resuming from" in resumed and "update 5 |" in resumed
 

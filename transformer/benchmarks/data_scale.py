@@ -38,6 +38,7 @@ from transformer.data.text_files import lang_path
 ROOT = Path(__file__).resolve().parents[2]
 UPDATE_LINE = re.compile(r"update (\d+) \|.*?([\d.]+) tok/s")
 GIB = 1024**3
+COLLATE_LABEL = "data path alone: target tok/s of the Arrow collate (no model)"
 
 
 @dataclass
@@ -259,13 +260,45 @@ def interleaved_speeds(args: argparse.Namespace) -> dict[int, float]:
     return {pairs: statistics.median(values) for pairs, values in speeds.items()}
 
 
-def format_speeds(speeds: dict[int, float]) -> str:
-    """Interleaved tokens/s per size and each size's ratio to the smallest."""
+def collate_speeds(args: argparse.Namespace) -> dict[int, float]:
+    """Target tokens/s of the data path alone (collating the sampler's batches out of Arrow, no
+    model) per size, in this process: `args.collate_batches` batches from a random point of
+    epoch 0 of each size in turn, for `args.rounds` rounds (at least 3); the median round per
+    size."""
+    import datasets
+    import numpy as np
+
+    from transformer.data.batching import EncodedPairs, TokenBatchSampler
+    from transformer.data.prepare import pair_lengths
+
+    streams = {}
+    for pairs in args.sizes:
+        (path,) = (Path(args.work_dir) / f"pairs-{pairs}" / "cache" / "encoded").glob(
+            "train-*.arrow"
+        )
+        dataset = datasets.Dataset.from_file(str(path))
+        encoded = EncodedPairs.from_dataset(dataset, pair_lengths(dataset))
+        sampler = TokenBatchSampler(*encoded.collated_lengths(), args.max_tokens, seed=0)
+        batches = sampler.epoch_batches(0)
+        streams[pairs] = (encoded, batches)
+    rng = np.random.default_rng(0)
+    rates: dict[int, list[float]] = {pairs: [] for pairs in args.sizes}
+    for _ in range(max(args.rounds, 3)):
+        for pairs, (encoded, batches) in streams.items():
+            start = int(rng.integers(0, max(len(batches) - args.collate_batches, 1)))
+            started, tokens = time.perf_counter(), 0
+            for indices in batches[start : start + args.collate_batches]:
+                tokens += encoded.collate(indices).n_tgt_tokens
+            rates[pairs].append(tokens / (time.perf_counter() - started))
+    return {pairs: statistics.median(values) for pairs, values in rates.items()}
+
+
+def format_speeds(
+    speeds: dict[int, float], label: str = "target tok/s (interleaved rounds)"
+) -> str:
+    """Tokens/s per size and each size's ratio to the smallest, as a Markdown table."""
     smallest = speeds[min(speeds)]
-    lines = [
-        "| pairs | target tok/s (interleaved rounds) | ratio to the smallest |",
-        "|---|---|---|",
-    ]
+    lines = [f"| pairs | {label} | ratio to the smallest |", "|---|---|---|"]
     lines += [f"| {p:,} | {v:,.0f} | {v / smallest:.3f} |" for p, v in sorted(speeds.items())]
     return "\n".join(lines)
 
@@ -345,9 +378,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--round-updates", type=int, default=20, help="updates per round session")
     parser.add_argument(
+        "--collate-batches",
+        type=int,
+        default=200,
+        help="batches per round when timing the data path alone (0: skip; default 200)",
+    )
+    parser.add_argument(
         "--speed-only",
         action="store_true",
-        help="only the interleaved rounds, in folders an earlier run of the sizes left",
+        help="only the speed comparisons, in folders an earlier run of the sizes left",
     )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -364,7 +403,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; python {platform.python_version()}")
     print("command: " + " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), flush=True)
     if args.speed_only:
-        print(format_speeds(interleaved_speeds(args)), flush=True)
+        if args.rounds:
+            print(format_speeds(interleaved_speeds(args)), flush=True)
+        if args.collate_batches:
+            print(format_speeds(collate_speeds(args), COLLATE_LABEL), flush=True)
         return
     results = []
     for pairs in args.sizes:
@@ -379,6 +421,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     speeds = interleaved_speeds(args) if args.rounds else {}
     if speeds:
         print(format_speeds(speeds), flush=True)
+    collated = collate_speeds(args) if args.collate_batches else {}
+    if collated:
+        print(format_speeds(collated, COLLATE_LABEL), flush=True)
     if args.json:
         figures = [
             {
@@ -394,4 +439,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         ]
         for entry in figures:
             entry["interleaved_tokens_per_s"] = speeds.get(entry["pairs"])
+            entry["collate_tokens_per_s"] = collated.get(entry["pairs"])
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "sizes": figures}, indent=2))

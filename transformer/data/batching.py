@@ -140,24 +140,10 @@ def _list_lengths(column: pa.ChunkedArray) -> np.ndarray:
     return pc.list_value_length(column).to_numpy().astype(np.int32, copy=False)
 
 
-def _gather(column: pa.ChunkedArray, starts: np.ndarray, rows: np.ndarray) -> pa.Array:
-    """Rows of a chunked list column, in the order given, taking from each chunk only its rows."""
-    chunk_of = np.searchsorted(starts, rows, side="right") - 1  # (B,)
-    order = np.argsort(chunk_of, kind="stable")  # (B,) rows grouped by chunk
-    grouped, chunks = rows[order], chunk_of[order]
-    cuts = np.flatnonzero(np.diff(chunks)) + 1
-    parts = [
-        column.chunk(int(chunks[first])).take(pa.array(part - starts[chunks[first]]))
-        for first, part in zip(np.r_[0, cuts], np.split(grouped, cuts), strict=True)
-    ]
-    gathered = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
-    return gathered.take(pa.array(np.argsort(order)))  # back to the order given
-
-
-def _ids(rows: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(concatenated ids, lengths) of a list array."""
-    lens = pc.list_value_length(rows).to_numpy(zero_copy_only=False)
-    return rows.flatten().to_numpy(zero_copy_only=False), lens
+def _views(column: pa.ChunkedArray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(offsets, values) of each chunk of a list<int> column as zero-copy numpy views: row i of a
+    chunk is values[offsets[i]:offsets[i + 1]]. Making the views reads no ids."""
+    return [(chunk.offsets.to_numpy(), chunk.values.to_numpy()) for chunk in column.chunks]
 
 
 class EncodedPairs:
@@ -184,6 +170,7 @@ class EncodedPairs:
         self._starts = tuple(
             np.cumsum([0] + [len(chunk) for chunk in column.chunks])[:-1] for column in (src, tgt)
         )
+        self._views = (_views(src), _views(tgt))
 
     @classmethod
     def from_dataset(
@@ -217,23 +204,33 @@ class EncodedPairs:
         (pieces + BOS or EOS): what `TokenBatchSampler` budgets."""
         return collated_lengths(self.piece_lengths())
 
+    def _side(self, side: int, indices: Sequence[int]) -> list[np.ndarray]:
+        """The id arrays of some rows of one side, sliced from the chunk views (the cost of a row
+        does not depend on how many rows or chunks the split has)."""
+        rows = np.asarray(indices, dtype=np.int64)
+        starts, views = self._starts[side], self._views[side]
+        chunks = np.searchsorted(starts, rows, side="right") - 1  # (B,)
+        found = []
+        for chunk, row in zip(chunks.tolist(), (rows - starts[chunks]).tolist(), strict=True):
+            offsets, values = views[chunk]
+            found.append(values[offsets[row] : offsets[row + 1]])
+        return found
+
     def rows(self, indices: Sequence[int]) -> tuple[list[list[int]], list[list[int]]]:
         """The source and target ids of some rows as Python lists."""
-        rows = np.asarray(indices, dtype=np.int64)
-        src, tgt = (
-            _gather(column, starts, rows).to_pylist()
-            for column, starts in zip(self._columns, self._starts, strict=True)
-        )
+        src, tgt = ([ids.tolist() for ids in self._side(side, indices)] for side in (0, 1))
         return src, tgt
 
     def collate(self, indices: Sequence[int], pad_id: int = PAD_ID) -> Batch:
         """The Batch of these rows, as `collate` builds it from lists."""
-        rows = np.asarray(indices, dtype=np.int64)
-        src, tgt = (
-            _ids(_gather(column, starts, rows))
-            for column, starts in zip(self._columns, self._starts, strict=True)
-        )
-        return _batch(src, tgt, indices, pad_id)
+        src, tgt = (self._side(side, indices) for side in (0, 1))
+        return _batch(_concatenated(src), _concatenated(tgt), indices, pad_id)
+
+
+def _concatenated(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(concatenated ids, lengths) of id arrays."""
+    lens = np.fromiter((len(ids) for ids in arrays), dtype=np.int64, count=len(arrays))
+    return (np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)), lens
 
 
 def _bounds(sorted_keys: np.ndarray, max_tokens: int) -> np.ndarray:
