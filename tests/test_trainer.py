@@ -26,8 +26,9 @@ from transformer.checkpoint import (
 from transformer.config import (
     TrainRunConfig,
 )
-from transformer.data.batching import TokenBatchSampler
+from transformer.data.batching import EncodedPairs, TokenBatchSampler
 from transformer.data.tokenizer import PAD_ID
+from transformer.data.vocabulary import DEFAULT_INPUT_SENTENCE_SIZE, resolve_tokenizer_config
 from transformer.model import build_model
 from transformer.runtime import describe_hardware
 from transformer.training import final, trainer
@@ -206,7 +207,10 @@ def test_checkpoint_holds_the_contract_keys_and_rebuilds_the_model(
     state = load_checkpoint(folder / "last.pt")
     assert CONTRACT_KEYS <= set(state)
     assert state["step"] == N_UPDATES and state["scaler"] is None  # fp32: no scaler
-    assert run_config_from_checkpoint(state) == make_config(corpus, reference_run)
+    # The run records the tokenizer sample size it resolved (the default, for a new folder).
+    resolved = resolve_tokenizer_config(make_config(corpus, reference_run))
+    assert run_config_from_checkpoint(state) == resolved
+    assert resolved.tokenizer.input_sentence_size == DEFAULT_INPUT_SENTENCE_SIZE
     # Validations at 5 and 10 and a final one at 12, keep_last=2 of the periodic files; the
     # best one stays too.
     checkpoints = CheckpointDir(folder)
@@ -278,7 +282,7 @@ def test_batch_stream_runs_max_epochs_then_stops() -> None:
     lengths = [3, 5, 4, 6, 2, 7, 5, 3]
     sampler = TokenBatchSampler(lengths, lengths, 12, seed=0)
     rows = [[4] * (n - 1) for n in lengths]
-    stream = BatchStream(rows, rows, sampler, PAD_ID, max_epochs=2)
+    stream = BatchStream(EncodedPairs.from_lists(rows, rows), sampler, PAD_ID, max_epochs=2)
     seen = []
     while batches := stream.take(3):  # updates of 3 micro-batches, across the epoch boundary
         seen.extend(row for batch in batches for row in batch.indices.tolist())
@@ -466,7 +470,7 @@ def test_metrics_jsonl_records_each_session_its_training_validations_and_stop(
     ]  # fmt: skip
     start, train, validation, stop = events[5], events[6], events[3], events[7]
     assert start["hardware"] == describe_hardware(torch.device("cpu"))
-    assert start["config_hash"] == config_hash(resumed)
+    assert start["config_hash"] == config_hash(resolve_tokenizer_config(resumed))  # as it ran
     assert train["loss"] == pytest.approx(train_losses(run_dir)[6])
     assert {"epoch", "ppl", "lr", "grad_norm", "tokens_per_s"} <= set(train)
     assert set(validation) >= {"valid_loss", "valid_ppl", "valid_bleu"} and validation["best"]

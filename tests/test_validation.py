@@ -12,6 +12,7 @@ import pytest
 import torch
 from tiny import CPU, PAD, tiny_model, tiny_run_config, write_tiny_parallel_corpus
 
+from transformer.data.batching import EncodedPairs
 from transformer.data.prepare import prepare_data
 from transformer.model import build_model
 from transformer.training import trainer, validation
@@ -23,8 +24,8 @@ from transformer.training.validation import validation_loss
 
 def _loss(model: torch.nn.Module, src: list[list[int]], tgt: list[list[int]]) -> float:
     return validation_loss(
-        model, src, tgt, max_tokens=64, max_positions=8, smoothing=0.1, pad_id=PAD, device=CPU,
-        precision="fp32",
+        model, EncodedPairs.from_lists(src, tgt), max_tokens=64, max_positions=8, smoothing=0.1,
+        pad_id=PAD, device=CPU, precision="fp32",
     ).loss  # fmt: skip
 
 

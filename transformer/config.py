@@ -92,7 +92,9 @@ class TokenizerConfig:
     vocab_size: int = 8000
     joint: bool = True  # one model for both languages; False trains one per language
     character_coverage: float = 1.0
-    input_sentence_size: int = 0  # sentences sampled for training; 0 uses all
+    # Sentences sampled (seeded) per model; 0 uses all; None: what the run folder's tokenizer
+    # was trained with, else transformer.data.vocabulary.DEFAULT_INPUT_SENTENCE_SIZE.
+    input_sentence_size: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice("tokenizer", "model_type", self.model_type, SPM_MODEL_TYPES)
@@ -102,7 +104,8 @@ class TokenizerConfig:
             raise ValueError(
                 f"tokenizer.character_coverage={self.character_coverage!r} must be in (0, 1]."
             )
-        _check_positive("tokenizer", "input_sentence_size", self.input_sentence_size, True)
+        if self.input_sentence_size is not None:
+            _check_positive("tokenizer", "input_sentence_size", self.input_sentence_size, True)
 
 
 @dataclass

@@ -1,5 +1,10 @@
 """Token-budget batches from length-sorted buckets (shuffled per epoch, resumable, split across
-distributed ranks) and the collate step that turns id lists into padded tensors.
+distributed ranks) and the collate step that turns ids into padded tensors.
+
+The conventions of a collated pair live here: the source gets EOS, the target BOS (decoder input)
+or EOS (decoder output), so a row's collated lengths are its piece counts + 1 (`collated_lengths`).
+An encoded split stays in Arrow (`EncodedPairs`, memory-mapped from the `datasets` cache): the
+sampler holds one int64 sort key per row, and only one batch's ids become tensors at a time.
 """
 
 from __future__ import annotations
@@ -9,11 +14,17 @@ import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
-from transformer.data.tokenizer import BOS_ID, EOS_ID
+from transformer.data.special import BOS_ID, EOS_ID, PAD_ID
+
+if TYPE_CHECKING:
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -50,27 +61,61 @@ class Batch:
         )
 
 
-def _pad(seqs: list[list[int]], pad_id: int, *, bos: bool, eos: bool) -> torch.Tensor:
-    """Right-pads id lists into one tensor, optionally with BOS before and EOS after each."""
-    lens = torch.tensor([len(s) for s in seqs], dtype=torch.int64)  # (B,)
+def _pad(flat: np.ndarray, lens: np.ndarray, pad_id: int, *, bos: bool, eos: bool) -> torch.Tensor:
+    """Right-pads concatenated id rows into one tensor, optionally with BOS before and EOS after.
+
+    Args:
+        flat: (sum(lens),) the rows' ids one after another.
+        lens: (B,) each row's length.
+    """
+    lens_t = torch.from_numpy(np.asarray(lens, dtype=np.int64))  # (B,)
     start = int(bos)
-    width = int(lens.max()) + start + int(eos)
-    out = torch.full((len(seqs), width), pad_id, dtype=torch.int64)  # (B, L)
+    width = (int(lens_t.max()) if len(lens_t) else 0) + start + int(eos)
+    out = torch.full((len(lens_t), width), pad_id, dtype=torch.int64)  # (B, L)
     # One flat copy scattered into the body positions (row-major = concatenation order) is
     # far cheaper than a tensor per row or boolean-index assignment.
-    flat = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64))
     positions = torch.arange(width)  # (L,)
-    body = (positions >= start) & (positions < lens[:, None] + start)  # (B, L)
-    out.masked_scatter_(body, flat)
+    body = (positions >= start) & (positions < lens_t[:, None] + start)  # (B, L)
+    out.masked_scatter_(body, torch.from_numpy(np.asarray(flat, dtype=np.int64)))
     if bos:
         out[:, 0] = BOS_ID
     if eos:
-        out[torch.arange(len(seqs)), lens + start] = EOS_ID
+        out[torch.arange(len(lens_t)), lens_t + start] = EOS_ID
     return out
 
 
-def collate(src: list[list[int]], tgt: list[list[int]], indices: list[int], pad_id: int) -> Batch:
-    """Builds a Batch: src + EOS, BOS + tgt as decoder input, tgt + EOS as decoder output.
+def _flat(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(concatenated ids, lengths) of id lists."""
+    lens = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    return np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64), lens
+
+
+def pad_sources(src: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> torch.Tensor:
+    """(B, S) int64 source rows as the model reads them: pieces + EOS, then PAD."""
+    return _pad(*_flat(src), pad_id, bos=False, eos=True)
+
+
+def _batch(
+    src: tuple[np.ndarray, np.ndarray],
+    tgt: tuple[np.ndarray, np.ndarray],
+    indices: Sequence[int],
+    pad_id: int,
+) -> Batch:
+    """The Batch of (flat ids, lengths) of sources and targets: src + EOS, BOS + tgt, tgt + EOS."""
+    return Batch(
+        src_ids=_pad(*src, pad_id, bos=False, eos=True),  # (B, S)
+        tgt_in_ids=_pad(*tgt, pad_id, bos=True, eos=False),  # (B, T)
+        tgt_out_ids=_pad(*tgt, pad_id, bos=False, eos=True),  # (B, T)
+        indices=torch.as_tensor(np.asarray(indices, dtype=np.int64)),
+        n_src_tokens=int(src[1].sum()) + len(src[1]),
+        n_tgt_tokens=int(tgt[1].sum()) + len(tgt[1]),
+    )
+
+
+def collate(
+    src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], indices: Sequence[int], pad_id: int
+) -> Batch:
+    """Builds a Batch from id lists: src + EOS, BOS + tgt as decoder input, tgt + EOS as output.
 
     Args:
         src: Source piece ids per sentence, without EOS.
@@ -78,29 +123,134 @@ def collate(src: list[list[int]], tgt: list[list[int]], indices: list[int], pad_
         indices: Dataset rows of the pairs.
         pad_id: Padding id.
     """
-    src_ids = _pad(src, pad_id, bos=False, eos=True)  # (B, S)
-    tgt_in_ids = _pad(tgt, pad_id, bos=True, eos=False)  # (B, T)
-    tgt_out_ids = _pad(tgt, pad_id, bos=False, eos=True)  # (B, T)
-    return Batch(
-        src_ids=src_ids,
-        tgt_in_ids=tgt_in_ids,
-        tgt_out_ids=tgt_out_ids,
-        indices=torch.tensor(indices, dtype=torch.int64),
-        n_src_tokens=sum(len(s) for s in src) + len(src),
-        n_tgt_tokens=sum(len(t) for t in tgt) + len(tgt),
-    )
+    return _batch(_flat(src), _flat(tgt), indices, pad_id)
 
 
-def _bounds(sorted_keys: list[int], max_tokens: int) -> list[tuple[int, int]]:
-    """Greedy [start, end) runs of ascending lengths whose count x last length fits the budget."""
-    bounds, start = [], 0
-    for end, key in enumerate(sorted_keys):
-        if end > start and (end - start + 1) * key > max_tokens:
-            bounds.append((start, end))
-            start = end
-    if sorted_keys:
-        bounds.append((start, len(sorted_keys)))
-    return bounds
+def collated_lengths(piece_lengths: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) lengths of each row's collated source (pieces + EOS) and target tensors (pieces + BOS
+    or EOS), from its piece counts: what `TokenBatchSampler` budgets."""
+    src, tgt = piece_lengths
+    return src + 1, tgt + 1
+
+
+def _list_lengths(column: pa.ChunkedArray) -> np.ndarray:
+    """(N,) int32 element counts of a list column, read from its offsets alone."""
+    if column.num_chunks == 0:
+        return np.zeros(0, dtype=np.int32)
+    return pc.list_value_length(column).to_numpy().astype(np.int32, copy=False)
+
+
+def _views(column: pa.ChunkedArray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(offsets, values) of each chunk of a list<int> column as zero-copy numpy views: row i of a
+    chunk is values[offsets[i]:offsets[i + 1]]. Making the views reads no ids."""
+    return [(chunk.offsets.to_numpy(), chunk.values.to_numpy()) for chunk in column.chunks]
+
+
+class EncodedPairs:
+    """The src_ids and tgt_ids of an encoded split, left in Arrow (memory-mapped from the
+    `datasets` cache); `collate` reads one batch's rows out of it.
+
+    Args:
+        src: Source piece ids per row (no EOS), a list<int> column.
+        tgt: Target piece ids per row (no BOS/EOS), aligned with `src`.
+        lengths: The rows' piece counts (src, tgt), if known; otherwise they are read from the
+            columns' offsets, which maps pages of every record batch into memory.
+    """
+
+    def __init__(
+        self,
+        src: pa.ChunkedArray,
+        tgt: pa.ChunkedArray,
+        lengths: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        if len(src) != len(tgt) or (lengths is not None and len(lengths[0]) != len(src)):
+            raise ValueError(f"{len(src)} source rows but {len(tgt)} target rows or lengths.")
+        self._columns = (src, tgt)
+        self._lengths = lengths
+        self._starts = tuple(
+            np.cumsum([0] + [len(chunk) for chunk in column.chunks])[:-1] for column in (src, tgt)
+        )
+        self._views = (_views(src), _views(tgt))
+
+    @classmethod
+    def from_dataset(
+        cls, dataset: datasets.Dataset, lengths: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> EncodedPairs:
+        """The id columns of a split encoded by `transformer.data.prepare` (no copy)."""
+        table = dataset.with_format("arrow")[:]
+        return cls(table.column("src_ids"), table.column("tgt_ids"), lengths)
+
+    @classmethod
+    def from_lists(cls, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]) -> EncodedPairs:
+        """Pairs held in memory (tests, small splits)."""
+        ids = pa.list_(pa.int32())
+        return cls(
+            pa.chunked_array([pa.array(list(src), ids)]),
+            pa.chunked_array([pa.array(list(tgt), ids)]),
+        )
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
+
+    def piece_lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) int32 piece counts of each row's source and target (no BOS/EOS)."""
+        if self._lengths is not None:
+            return self._lengths
+        src, tgt = (_list_lengths(column) for column in self._columns)
+        return src, tgt
+
+    def collated_lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) int32 lengths of each row's collated source (pieces + EOS) and target tensors
+        (pieces + BOS or EOS): what `TokenBatchSampler` budgets."""
+        return collated_lengths(self.piece_lengths())
+
+    def _side(self, side: int, indices: Sequence[int]) -> list[np.ndarray]:
+        """The id arrays of some rows of one side, sliced from the chunk views (the cost of a row
+        does not depend on how many rows or chunks the split has)."""
+        rows = np.asarray(indices, dtype=np.int64)
+        starts, views = self._starts[side], self._views[side]
+        chunks = np.searchsorted(starts, rows, side="right") - 1  # (B,)
+        found = []
+        for chunk, row in zip(chunks.tolist(), (rows - starts[chunks]).tolist(), strict=True):
+            offsets, values = views[chunk]
+            found.append(values[offsets[row] : offsets[row + 1]])
+        return found
+
+    def rows(self, indices: Sequence[int]) -> tuple[list[list[int]], list[list[int]]]:
+        """The source and target ids of some rows as Python lists."""
+        src, tgt = ([ids.tolist() for ids in self._side(side, indices)] for side in (0, 1))
+        return src, tgt
+
+    def collate(self, indices: Sequence[int], pad_id: int = PAD_ID) -> Batch:
+        """The Batch of these rows, as `collate` builds it from lists."""
+        src, tgt = (self._side(side, indices) for side in (0, 1))
+        return _batch(_concatenated(src), _concatenated(tgt), indices, pad_id)
+
+
+def _concatenated(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(concatenated ids, lengths) of id arrays."""
+    lens = np.fromiter((len(ids) for ids in arrays), dtype=np.int64, count=len(arrays))
+    return (np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)), lens
+
+
+def _bounds(sorted_keys: np.ndarray, max_tokens: int) -> np.ndarray:
+    """(n_batches, 2) greedy [start, end) runs of ascending lengths whose count x last length fits
+    the budget (a row over it gets a run of its own).
+
+    A run from `start` ends at the first `end` whose (end - start + 1) x key[end] exceeds the
+    budget; that product only grows with `end`, and key[end] >= key[start] bounds how far to look,
+    so each run costs one vectorised scan of at most max_tokens // key[start] + 1 rows.
+    """
+    keys = np.asarray(sorted_keys, dtype=np.int64)  # (N,)
+    n, bounds, start = len(keys), [], 0
+    while start < n:
+        stop = min(n, start + max_tokens // max(int(keys[start]), 1) + 2)
+        sizes = np.arange(2, stop - start + 1)  # (W,) rows in the run if it took start+1 .. stop-1
+        over = np.flatnonzero(sizes * keys[start + 1 : stop] > max_tokens)
+        end = start + 1 + int(over[0]) if len(over) else stop
+        bounds.append((start, end))
+        start = end
+    return np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
 
 
 def padding_stats(
@@ -131,6 +281,9 @@ class TokenBatchSampler:
     or with fewer batches than ranks, it is padded cyclically with its first batches instead, so
     no row is skipped. Either way every rank yields exactly `len(self)` batches.
 
+    Memory: one int64 sort key per row, and during an epoch its order (one int64 per row) and the
+    batch bounds; a batch becomes a Python list only when it is yielded.
+
     `position` counts the batches yielded in the current epoch. With DataLoader workers, the
     loader draws batches ahead of the training loop, so save the number of batches the loop
     consumed rather than this sampler's own state.
@@ -138,8 +291,8 @@ class TokenBatchSampler:
 
     def __init__(
         self,
-        src_lens: Sequence[int],
-        tgt_lens: Sequence[int],
+        src_lens: Sequence[int] | np.ndarray,
+        tgt_lens: Sequence[int] | np.ndarray,
         max_tokens: int,
         *,
         seed: int,
@@ -170,12 +323,12 @@ class TokenBatchSampler:
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
-        src = torch.as_tensor(src_lens, dtype=torch.int64)  # (N,)
-        tgt = torch.as_tensor(tgt_lens, dtype=torch.int64)  # (N,)
+        src = torch.as_tensor(np.asarray(src_lens, dtype=np.int64))  # (N,)
+        tgt = torch.as_tensor(np.asarray(tgt_lens, dtype=np.int64))  # (N,)
         longest = torch.maximum(src, tgt)  # (N,)
         base = int(longest.max()) + 1 if len(longest) else 1
         self._sort_key = (longest * base + src) * base + tgt  # (N,) lexicographic (max, src, tgt)
-        self._bounds = _bounds(torch.sort(longest).values.tolist(), max_tokens)
+        self._bounds = _bounds(torch.sort(longest).values.numpy(), max_tokens)  # (n_batches, 2)
         n_long = int((longest > max_tokens).sum())
         if n_long:
             logger.warning(
@@ -196,22 +349,45 @@ class TokenBatchSampler:
         digest = hashlib.sha256(f"{self.seed}/{epoch}".encode()).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:4], "little"))
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """This rank's batches of `epoch`, in order (deterministic for (seed, epoch))."""
+    def _plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(order, bounds): rows in sorted order (N,) and this rank's batches of `epoch` as
+        [start, end) runs of `order` (len(self), 2), in the order they are yielded."""
         gen = self._generator(epoch)
         perm = torch.randperm(len(self._sort_key), generator=gen)  # (N,) random tie-break
-        order = perm[torch.sort(self._sort_key[perm], stable=True).indices].tolist()
-        batches = [order[start:end] for start, end in self._bounds]
+        order = perm[torch.sort(self._sort_key[perm], stable=True).indices].numpy()  # (N,)
+        batch_ids = np.arange(len(self._bounds))
         if self.shuffle:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
-        n, world = len(batches), self.world_size
+            batch_ids = torch.randperm(len(batch_ids), generator=gen).numpy()
+        n, world = len(batch_ids), self.world_size
         if self.shuffle and n >= world:
-            batches = batches[: n - n % world]
+            batch_ids = batch_ids[: n - n % world]
         elif n:
             # Cyclic, so that even fewer batches than ranks give every rank ceil(n / world):
             # a rank with one batch less would leave the others waiting in a DDP all-reduce.
-            batches = batches + [batches[i % n] for i in range(-n % world)]
-        return batches[self.rank :: world]
+            batch_ids = np.concatenate([batch_ids, batch_ids[np.arange(-n % world) % n]])
+        return order, self._bounds[batch_ids[self.rank :: world]]
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of `epoch`, in order (deterministic for (seed, epoch))."""
+        order, bounds = self._plan(epoch)
+        return [order[start:end].tolist() for start, end in bounds]
+
+    def padding(self, src_lens: np.ndarray, tgt_lens: np.ndarray) -> tuple[int, int]:
+        """(real tokens, total tokens incl. padding) of the src and tgt tensors of this rank's
+        batches in epoch 0, as `padding_stats` counts them, computed without Python lists."""
+        order, bounds = self._plan(0)
+        if not len(bounds):
+            return 0, 0
+        total = real = 0
+        for lens in (np.asarray(src_lens, dtype=np.int64), np.asarray(tgt_lens, dtype=np.int64)):
+            sorted_lens = lens[order]  # (N,)
+            sums = np.add.reduceat(sorted_lens, self._bounds[:, 0])  # (n_batches,) per run
+            longest = np.maximum.reduceat(sorted_lens, self._bounds[:, 0])  # (n_batches,)
+            run_of = np.searchsorted(self._bounds[:, 0], bounds[:, 0])  # (len(self),)
+            sizes = bounds[:, 1] - bounds[:, 0]
+            real += int(sums[run_of].sum())
+            total += int((sizes * longest[run_of]).sum())
+        return real, total
 
     def set_epoch(self, epoch: int) -> None:
         """Selects the epoch; a new epoch starts at its first batch, the current one stays put."""
@@ -221,10 +397,11 @@ class TokenBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         """Yields the rest of the current epoch, then moves on to the next epoch."""
-        batches = self.epoch_batches(self._epoch)
-        while self._position < len(batches):
+        order, bounds = self._plan(self._epoch)
+        while self._position < len(bounds):
+            start, end = bounds[self._position]
             self._position += 1
-            yield batches[self._position - 1]
+            yield order[start:end].tolist()
         self._epoch += 1
         self._position = 0
 

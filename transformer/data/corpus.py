@@ -1,28 +1,65 @@
 """Sentence-pair sources as `datasets` splits of {src, tgt} strings: Multi30k, Hugging Face hub
 translation corpora, and a user's own files.
+
+A user's files are streamed once into an Arrow file under `<cache_dir>/pairs/` (keyed by their
+paths, sizes and modification times) and memory-mapped from there, like the hub's own cache: no
+split of any size is held in Python lists.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from transformer.config import DataConfig
 from transformer.data.multi30k import read_multi30k
-from transformer.data.text_files import CorpusError, TextPairs, read_text_split
+from transformer.data.text_files import (
+    CorpusError,
+    TextPairs,
+    check_file,
+    split_files,
+    stream_text_split,
+    strip_pairs,
+)
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["CorpusError", "CorpusSplit", "load_corpus", "load_split", "read_split"]
+__all__ = [
+    "CorpusError",
+    "CorpusSplit",
+    "load_corpus",
+    "load_split",
+    "read_split",
+    "split_name",
+]
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+# The config key naming each split's file(s) for data.source=files.
+PATH_KEYS = {"train": "train_path", "validation": "valid_path", "test": "test_path"}
+PAIRS_SCHEMA = pa.schema([("src", pa.string()), ("tgt", pa.string())])
+PAIR_SLICE = 50_000  # rows joined at a time when hashing an Arrow table
+PAIRS_VERSION = 1  # part of the key of the cached pairs of text files: bump when reading changes
+
+
+def split_name(cfg: DataConfig, split: str) -> str:
+    """The corpus' own name of a split: "validation" is data.valid_split and "test" is
+    data.test_split for Multi30k and hub corpora; other names (and every name of a user's files,
+    whose splits are data.*_path) pass through."""
+    if cfg.source == "files":
+        return split
+    return {"validation": cfg.valid_split, "test": cfg.test_split}.get(split, split)
 
 
 @dataclass
@@ -54,29 +91,93 @@ def _from_pairs(pairs: TextPairs) -> CorpusSplit:
 
 
 def _multi30k(cfg: DataConfig, split: str) -> CorpusSplit:
-    release = {"train": "train", "validation": cfg.valid_split, "test": cfg.test_split}.get(
-        split, split
-    )
     pairs = read_multi30k(
-        release, cfg.src_lang, cfg.tgt_lang, mirror_dir=cfg.multi30k_dir, cache_dir=cfg.cache_dir
+        split_name(cfg, split),
+        cfg.src_lang,
+        cfg.tgt_lang,
+        mirror_dir=cfg.multi30k_dir,
+        cache_dir=cfg.cache_dir,
     )
     return _from_pairs(pairs)
 
 
 def _text_files(cfg: DataConfig, split: str) -> CorpusSplit:
-    keys = {"train": "train_path", "validation": "valid_path", "test": "test_path"}
-    if split not in keys:
+    if split not in PATH_KEYS:
         raise CorpusError(
-            f"data.source=files has the splits {', '.join(keys)}, not {split!r}; point "
+            f"data.source=files has the splits {', '.join(PATH_KEYS)}, not {split!r}; point "
             "data.test_path at the file to use instead."
         )
-    path = getattr(cfg, keys[split])
+    key = f"data.{PATH_KEYS[split]}"
+    path = getattr(cfg, PATH_KEYS[split])
     if not path:
-        raise CorpusError(f"data.source=files needs data.{keys[split]} for the {split} split.")
-    pairs = read_text_split(
-        path, f"data.{keys[split]}", cfg.file_format, cfg.src_lang, cfg.tgt_lang
-    )
-    return _from_pairs(pairs)
+        raise CorpusError(f"data.source=files needs {key} for the {split} split.")
+    files = split_files(path, cfg.file_format, cfg.src_lang, cfg.tgt_lang)
+    for file in files:
+        check_file(file, key)
+    stats = [(str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns) for file in files]
+    settings = [PAIRS_VERSION, cfg.file_format, cfg.src_lang, cfg.tgt_lang, stats]
+    digest = hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()[:16]
+    cache = Path(cfg.cache_dir) / "pairs" / f"files-{digest}.arrow"
+    if not cache.with_suffix(".json").is_file():
+        origin, batches = stream_text_split(path, key, cfg.file_format, cfg.src_lang, cfg.tgt_lang)
+        _write_pairs(batches, cache, origin)
+    return _cached_pairs(cache)
+
+
+def _write_pairs(batches: Iterator[tuple[list[str], list[str]]], cache: Path, origin: str) -> None:
+    """Streams pair batches into an Arrow file, then records its identity and counts beside it.
+
+    The .json file is written last, so an interrupted write is redone rather than reused.
+    """
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".arrow.tmp")
+    n_empty = 0
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, PAIRS_SCHEMA) as writer:
+        for src, tgt in batches:
+            src, tgt, dropped = strip_pairs(src, tgt)
+            n_empty += dropped
+            writer.write_batch(pa.record_batch([src, tgt], schema=PAIRS_SCHEMA))
+    tmp.replace(cache)
+    with pa.memory_map(str(cache)) as source:
+        table = pa.ipc.open_stream(source).read_all()
+        meta = {"origin": origin, "n_empty": n_empty, "identity": _identity(table)}
+    cache.with_suffix(".json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def _identity(table: pa.Table) -> str:
+    """sha256 of the sources joined by newlines, NUL, the targets likewise, NUL: the digest that
+    `_from_pairs` computes from lists, here joined by Arrow a slice at a time."""
+    digest = hashlib.sha256()
+    for name in ("src", "tgt"):
+        separator = b""
+        for start in range(0, table.num_rows, PAIR_SLICE):
+            for chunk in table.column(name).slice(start, PAIR_SLICE).chunks:
+                if len(chunk) == 0:
+                    continue
+                one_list = pa.ListArray.from_arrays(pa.array([0, len(chunk)], pa.int32()), chunk)
+                joined = pc.binary_join(one_list, "\n")[0].as_buffer()
+                digest.update(separator)
+                digest.update(joined)
+                separator = b"\n"
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _cached_pairs(cache: Path) -> CorpusSplit:
+    """The pairs written by `_write_pairs`, memory-mapped from the Arrow file."""
+    import datasets
+
+    meta = json.loads(cache.with_suffix(".json").read_text(encoding="utf-8"))
+    dataset = datasets.Dataset.from_file(str(cache))
+    if meta["n_empty"]:
+        total = meta["n_empty"] + len(dataset)
+        logger.warning(
+            "Dropped %d of %d pairs with an empty side in %s",
+            meta["n_empty"],
+            total,
+            meta["origin"],
+        )
+    return CorpusSplit(dataset, meta["n_empty"], meta["origin"], meta["identity"])
 
 
 def _load_hf(cfg: DataConfig) -> datasets.DatasetDict:
@@ -129,7 +230,7 @@ def _flatten(batch: dict[str, list], src_lang: str, tgt_lang: str) -> dict[str, 
 
 
 def _hub(cfg: DataConfig, split: str) -> CorpusSplit:
-    name = {"validation": cfg.valid_split, "test": cfg.test_split}.get(split, split)
+    name = split_name(cfg, split)
     corpus = _load_hf(cfg)
     origin = f"{cfg.hf_path}" + (f" ({cfg.hf_name})" if cfg.hf_name else "") + f", split {name}"
     if name not in corpus:

@@ -7,21 +7,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from transformer.config import DataConfig, TrainRunConfig
-from transformer.data.batching import TokenBatchSampler, padding_stats
-from transformer.data.corpus import CorpusError, CorpusSplit, corpus_splits, read_split
+from transformer.data.batching import EncodedPairs, TokenBatchSampler, collated_lengths
+from transformer.data.corpus import PATH_KEYS, CorpusError, CorpusSplit, corpus_splits, read_split
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
 
+ID_COLUMNS = ("src_ids", "tgt_ids")
+# Rows per record batch of the encoded cache: opening a memory-mapped file reads each batch's
+# header, and the kernel maps pages around every one, so fewer, larger batches stay lighter.
+WRITER_BATCH = 10_000
 ENCODE_VERSION = 2  # part of the cache key: bump it when `_encode_batch` changes
 # Declared rather than inferred: int32 halves the cache, and an empty result keeps its columns.
 ENCODED_FEATURES = datasets.Features(
@@ -66,11 +72,13 @@ class CorpusStats:
 
 @dataclass
 class PreparedData:
-    """The tokenizer, the encoded splits (src, tgt, src_ids, tgt_ids) and their statistics."""
+    """The tokenizer, the encoded splits (src, tgt, src_ids, tgt_ids), their statistics, and the
+    (src, tgt) piece counts of each split's rows as int32 arrays."""
 
     tokenizer: Tokenizer
     splits: dict[str, datasets.Dataset]
     stats: CorpusStats
+    lengths: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def _encode_batch(
@@ -124,37 +132,71 @@ def encode_split(
         load_from_cache_file=True,
         new_fingerprint=key,
         desc=f"Encoding {name}",
+        writer_batch_size=WRITER_BATCH,
     )
 
 
-def pair_lengths(dataset: datasets.Dataset) -> tuple[list[int], list[int]]:
-    """Piece counts (no BOS/EOS) of each row's src_ids and tgt_ids, computed in Arrow."""
-    table = dataset.with_format("arrow")[:]
-    src, tgt = (pc.list_value_length(table[name]).to_pylist() for name in ("src_ids", "tgt_ids"))
-    return src, tgt
+def _file_lengths(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """Piece counts of the rows of one encoded Arrow file, kept beside it in <file>.lengths.npy.
+
+    The first call reads the file a record batch at a time with plain reads: taking the lengths
+    through the memory map would fault in (and keep resident) pages of every record batch.
+    """
+    sidecar = Path(f"{path}.lengths.npy")
+    if not sidecar.is_file():
+        parts = []
+        with pa.OSFile(str(path)) as source:
+            for batch in pa.ipc.open_stream(source):
+                parts.append(
+                    [pc.list_value_length(batch.column(name)).to_numpy() for name in ID_COLUMNS]
+                )
+        both = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0))
+        tmp = sidecar.with_suffix(".tmp.npy")
+        np.save(tmp, both.astype(np.int32))
+        tmp.replace(sidecar)
+    lengths = np.load(sidecar)  # (2, N)
+    return lengths[0], lengths[1]
 
 
-def _split_stats(dataset: datasets.Dataset, dropped_empty: int, dropped_length: int) -> SplitStats:
-    src, tgt = pair_lengths(dataset)
+def pair_lengths(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) int32 piece counts (no BOS/EOS) of each row's src_ids and tgt_ids.
+
+    For a split read whole from its cache file(s), from the .lengths.npy file beside each;
+    otherwise (a selection of rows) from the Arrow offsets.
+    """
+    files = [Path(f["filename"]) for f in dataset.cache_files]
+    if files and dataset._indices is None:  # (datasets has no public test for an indices map)
+        parts = [_file_lengths(path) for path in files]
+        src, tgt = (np.concatenate([part[side] for part in parts]) for side in (0, 1))
+        if len(src) == len(dataset):
+            return src, tgt
+    return EncodedPairs.from_dataset(dataset).piece_lengths()
+
+
+def _split_stats(
+    lengths: tuple[np.ndarray, np.ndarray], dropped_empty: int, dropped_length: int
+) -> SplitStats:
+    src, tgt = (lens.astype(np.int64) for lens in lengths)
     n = max(len(src), 1)
     return SplitStats(
         pairs=len(src),
         dropped_empty=dropped_empty,
         dropped_length=dropped_length,
-        src_tokens=sum(src),
-        tgt_tokens=sum(tgt),
-        src_len_mean=sum(src) / n,
-        src_len_max=max(src, default=0),
-        tgt_len_mean=sum(tgt) / n,
-        tgt_len_max=max(tgt, default=0),
+        src_tokens=int(src.sum()),
+        tgt_tokens=int(tgt.sum()),
+        src_len_mean=float(src.sum()) / n,
+        src_len_max=int(src.max(initial=0)),
+        tgt_len_mean=float(tgt.sum()) / n,
+        tgt_len_max=int(tgt.max(initial=0)),
     )
 
 
-def _train_padding(train: datasets.Dataset, max_tokens: int, seed: int) -> tuple[int, float]:
-    src, tgt = pair_lengths(train)
-    src, tgt = [n + 1 for n in src], [n + 1 for n in tgt]  # + EOS, + BOS/EOS as collated
+def _train_padding(
+    lengths: tuple[np.ndarray, np.ndarray], max_tokens: int, seed: int
+) -> tuple[int, float]:
+    src, tgt = collated_lengths(lengths)
     sampler = TokenBatchSampler(src, tgt, max_tokens, seed=seed)
-    real, total = padding_stats(sampler.epoch_batches(0), src, tgt)
+    real, total = sampler.padding(src, tgt)
     return len(sampler), 1.0 - real / max(total, 1)
 
 
@@ -167,9 +209,11 @@ def _describe(cfg: TrainRunConfig, tokenizer: Tokenizer, reused: bool) -> str:
 
 def _encode_all(
     raw: dict[str, CorpusSplit], tokenizer: Tokenizer, data: DataConfig
-) -> tuple[dict[str, datasets.Dataset], dict[str, SplitStats]]:
-    """Encodes every split (length-filtering train only) and gathers their statistics."""
-    splits, stats = {}, {}
+) -> tuple[
+    dict[str, datasets.Dataset], dict[str, SplitStats], dict[str, tuple[np.ndarray, np.ndarray]]
+]:
+    """Encodes every split (length-filtering train only); gathers their statistics and lengths."""
+    splits, stats, lengths = {}, {}, {}
     for name, split in raw.items():
         limits = (data.max_tokens_per_side, data.max_length_ratio) if name == "train" else (0, 0.0)
         splits[name] = encode_split(
@@ -186,8 +230,9 @@ def _encode_all(
             logger.info(
                 "Length filter dropped %d of %d %s pairs", dropped, len(split.dataset), name
             )
-        stats[name] = _split_stats(splits[name], split.n_empty, dropped)
-    return splits, stats
+        lengths[name] = pair_lengths(splits[name])
+        stats[name] = _split_stats(lengths[name], split.n_empty, dropped)
+    return splits, stats, lengths
 
 
 def prepare_data(cfg: TrainRunConfig) -> PreparedData:
@@ -197,23 +242,28 @@ def prepare_data(cfg: TrainRunConfig) -> PreparedData:
     cached under cfg.data.cache_dir. Only the training split is filtered by length.
 
     Raises:
-        CorpusError: The corpus cannot be read (see `transformer.data.corpus`), or no training
-            pair is left.
+        CorpusError: The corpus cannot be read (see `transformer.data.corpus`), a split has no
+            pairs, or no training pair is left.
         ValueError: The run folder holds a tokenizer trained with other settings or on another
             training corpus.
     """
     data = cfg.data
     raw = {name: read_split(data, name) for name in corpus_splits(data)}
-    if len(raw["train"].dataset) == 0:
-        raise CorpusError(f"The training split ({raw['train'].origin}) has no sentence pairs.")
+    for name, split in raw.items():
+        if len(split.dataset) == 0:
+            key = f"data.{PATH_KEYS[name]}" if data.source == "files" else f"data.source={data.source}"
+            raise CorpusError(
+                f"The {name} split ({split.origin}) has no sentence pairs; point {key} at a "
+                "corpus with some."
+            )
     tokenizer, reused = load_or_train_tokenizer(cfg, raw["train"])
-    splits, stats = _encode_all(raw, tokenizer, data)
+    splits, stats, lengths = _encode_all(raw, tokenizer, data)
     if len(splits["train"]) == 0:
         raise CorpusError(
             f"The length filter dropped all {len(raw['train'].dataset)} training pairs; raise "
             "data.max_tokens_per_side or data.max_length_ratio."
         )
-    n_batches, padding = _train_padding(splits["train"], cfg.train.max_tokens, cfg.train.seed)
+    n_batches, padding = _train_padding(lengths["train"], cfg.train.max_tokens, cfg.train.seed)
     corpus_stats = CorpusStats(
         corpus=f"{data.source} {data.src_lang}->{data.tgt_lang}",
         origins={name: split.origin for name, split in raw.items()},
@@ -225,7 +275,7 @@ def prepare_data(cfg: TrainRunConfig) -> PreparedData:
         train_batches=n_batches,
         train_padding=padding,
     )
-    return PreparedData(tokenizer, splits, corpus_stats)
+    return PreparedData(tokenizer, splits, corpus_stats, lengths)
 
 
 def format_stats(stats: CorpusStats) -> str:

@@ -1,5 +1,5 @@
-"""SentencePiece vocabularies (one joint model, or one per language) and the special ids, defined
-here once and passed to the model as plain ints.
+"""SentencePiece vocabularies (one joint model, or one per language), trained with the special ids
+of `transformer.data.special` (re-exported here) on a seeded sample of the training sentences.
 """
 
 from __future__ import annotations
@@ -13,27 +13,25 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import sentencepiece as spm
+
+from transformer.data.special import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 logger = logging.getLogger(__name__)
 
-PAD_ID = 0
-UNK_ID = 1
-BOS_ID = 2
-EOS_ID = 3
 STATE_VERSION = 1
+SAMPLE_SEED = 1234  # fixed: the sample, and so the model, depends only on the corpus and settings
+READ_SLICE = 10_000  # sentences turned into Python strings at a time
 META_FILE = "tokenizer.json"
 
 
 def train_spm(
-    sentences: Iterable[str],
-    *,
-    model_type: str,
-    vocab_size: int,
-    character_coverage: float,
-    input_sentence_size: int,
+    sentences: Iterable[str], *, model_type: str, vocab_size: int, character_coverage: float
 ) -> bytes:
-    """Trains a SentencePiece model with our special ids and returns its serialized proto.
+    """Trains a SentencePiece model with our special ids on every sentence given, in order, and
+    returns its serialized proto (the same sentences and settings give the same bytes).
 
     The vocabulary limit is soft: on a corpus too small for `vocab_size` the model is smaller
     rather than failing, and the size actually reached is logged.
@@ -45,8 +43,8 @@ def train_spm(
         model_type=model_type,
         vocab_size=vocab_size,
         character_coverage=character_coverage,
-        input_sentence_size=input_sentence_size,
-        shuffle_input_sentence=input_sentence_size > 0,
+        input_sentence_size=0,  # the sample is drawn by `sample_rows`: SentencePiece's is unseeded
+        shuffle_input_sentence=False,
         hard_vocab_limit=False,
         pad_id=PAD_ID,
         unk_id=UNK_ID,
@@ -56,6 +54,36 @@ def train_spm(
         minloglevel=2,
     )
     return model.getvalue()
+
+
+def sample_rows(n_rows: int, size: int, seed: int = SAMPLE_SEED) -> np.ndarray | None:
+    """Ascending indices of `size` of `n_rows` rows drawn without replacement by a seeded RNG, or
+    None for all rows (size 0, or no more rows than size)."""
+    if size == 0 or n_rows <= size:
+        return None
+    rng = np.random.Generator(np.random.PCG64(seed))
+    return np.sort(rng.choice(n_rows, size=size, replace=False))  # (size,) int64
+
+
+def _sentences(column: pa.ChunkedArray, rows: np.ndarray | None) -> Iterator[str]:
+    """The strings of `column` at ascending `rows` (all rows when None), read a slice at a time,
+    each chunk taking only its own rows (a take on the whole column could copy it)."""
+    start = 0
+    for chunk in column.chunks:
+        end = start + len(chunk)
+        if rows is None:
+            local = np.arange(len(chunk))
+        else:
+            local = rows[np.searchsorted(rows, start) : np.searchsorted(rows, end)] - start
+        for first in range(0, len(local), READ_SLICE):
+            yield from chunk.take(pa.array(local[first : first + READ_SLICE])).to_pylist()
+        start = end
+
+
+def _as_column(sentences: Sequence[str] | pa.ChunkedArray) -> pa.ChunkedArray:
+    if isinstance(sentences, pa.ChunkedArray):
+        return sentences
+    return pa.chunked_array([pa.array(list(sentences), type=pa.string())])
 
 
 def _processor(proto: bytes) -> spm.SentencePieceProcessor:
@@ -225,14 +253,21 @@ class Tokenizer:
         return cls(models[0], tgt_model, src_lang=src, tgt_lang=tgt, settings=meta["settings"])
 
 
-def _both_sides(src: Sequence[str], tgt: Sequence[str]) -> Iterator[str]:
-    yield from src
-    yield from tgt
+def _joint_sample(src: pa.ChunkedArray, tgt: pa.ChunkedArray, size: int) -> Iterator[str]:
+    """`size` sentences drawn from the sources followed by the targets (one pool of 2N)."""
+    rows = sample_rows(len(src) + len(tgt), size)
+    if rows is None:
+        yield from _sentences(src, None)
+        yield from _sentences(tgt, None)
+        return
+    split = int(np.searchsorted(rows, len(src)))
+    yield from _sentences(src, rows[:split])
+    yield from _sentences(tgt, rows[split:] - len(src))
 
 
 def train_tokenizer(
-    src: Sequence[str],
-    tgt: Sequence[str],
+    src: Sequence[str] | pa.ChunkedArray,
+    tgt: Sequence[str] | pa.ChunkedArray,
     *,
     src_lang: str,
     tgt_lang: str,
@@ -245,8 +280,12 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Trains the SentencePiece model(s) on training sentences: one on both sides when `joint`.
 
+    At most `input_sentence_size` sentences per model are drawn by `sample_rows` (seeded), so the
+    same sentences and settings always give the same model bytes. Only a slice of the columns is
+    turned into Python strings at a time.
+
     Args:
-        src: Source sentences of the training split.
+        src: Source sentences of the training split (a list, or an Arrow column read lazily).
         tgt: Target sentences, aligned with `src`.
         src_lang: Source language code.
         tgt_lang: Target language code.
@@ -254,7 +293,7 @@ def train_tokenizer(
         vocab_size: Pieces per model (a soft limit).
         joint: One model for both languages, else one per language.
         character_coverage: Share of characters the model must cover (1.0 for small alphabets).
-        input_sentence_size: Sentences sampled per model; 0 uses all.
+        input_sentence_size: Sentences sampled per model (joint: from both sides); 0 uses all.
         train_corpus: Digest of the training split, kept as settings["train_corpus"].
     """
     settings = {
@@ -271,9 +310,13 @@ def train_tokenizer(
         model_type=model_type,
         vocab_size=vocab_size,
         character_coverage=character_coverage,
-        input_sentence_size=input_sentence_size,
     )
-    src_model, tgt_model = (fit(_both_sides(src, tgt)), None) if joint else (fit(src), fit(tgt))
+    src, tgt = _as_column(src), _as_column(tgt)
+    if joint:
+        src_model, tgt_model = fit(_joint_sample(src, tgt, input_sentence_size)), None
+    else:
+        rows = sample_rows(len(src), input_sentence_size)  # the same pairs on both sides
+        src_model, tgt_model = fit(_sentences(src, rows)), fit(_sentences(tgt, rows))
     tokenizer = Tokenizer(
         src_model, tgt_model, src_lang=src_lang, tgt_lang=tgt_lang, settings=settings
     )

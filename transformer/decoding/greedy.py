@@ -15,12 +15,9 @@ from collections.abc import Callable
 
 import torch
 
+from transformer.data.special import BOS_ID, EOS_ID
 from transformer.decoding.ensemble import Ensemble
 from transformer.model import Seq2SeqTransformer
-
-# The ids transformer.data.tokenizer defines (BOS_ID, EOS_ID); decoding may not import data/.
-BOS_ID = 2
-EOS_ID = 3
 
 
 def max_output_lengths(

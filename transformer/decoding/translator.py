@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from transformer.config import DecodeConfig
-from transformer.data.batching import collate
+from transformer.data.batching import pad_sources
 from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from transformer.decoding.beam import Hypothesis, beam_search
 from transformer.decoding.ensemble import Ensemble
@@ -146,7 +146,7 @@ class Translator:
         if isinstance(self.model, Ensemble):
             raise ValueError("attention weights come from one model, not an ensemble.")
         src = self._encode([sentence])[0]
-        src_ids = torch.tensor([src + [EOS_ID]], device=self.device)  # (1, S)
+        src_ids = pad_sources([src], PAD_ID).to(self.device)  # (1, S)
         with eval_mode(self.model), torch.inference_mode():
             tokens = self._best_search()(src_ids)[0][0].tokens if sentence.strip() else []
             tgt_in = torch.tensor([[BOS_ID, *tokens]], device=self.device)  # (1, T)
@@ -182,8 +182,8 @@ class Translator:
             self.progress(len(sentences) - len(order))  # blank inputs: done without a search
         with eval_mode(self.model):
             for batch in budget_batches(order, encoded, width, self.cfg.max_tokens):
-                src = collate([encoded[i] for i in batch], [[] for _ in batch], batch, PAD_ID)
-                for i, hyps in zip(batch, search(src.src_ids.to(self.device)), strict=True):
+                src_ids = pad_sources([encoded[i] for i in batch], PAD_ID)  # (B, S)
+                for i, hyps in zip(batch, search(src_ids.to(self.device)), strict=True):
                     results[i] = hyps
                 if self.progress is not None:
                     self.progress(len(batch))

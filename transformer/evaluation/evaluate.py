@@ -13,6 +13,7 @@ import torch
 
 from transformer.config import DataConfig
 from transformer.data.corpus import load_split
+from transformer.data.corpus import split_name as split_name  # for the inference commands
 from transformer.data.text_files import read_lines
 from transformer.decoding.translator import Translator
 from transformer.evaluation.metrics import Metrics, compute_metrics
@@ -42,13 +43,6 @@ def text_lines(path: Path) -> list[str]:
         CorpusError: the file is missing or is not UTF-8 (naming the line).
     """
     return [line.removesuffix("\r") for line in read_lines(path)]
-
-
-def split_name(cfg: DataConfig, split: str) -> str:
-    """The corpus' own name of a split: Multi30k's "test" is data.test_split, and so on."""
-    if cfg.source != "multi30k":
-        return split
-    return {"test": cfg.test_split, "validation": cfg.valid_split}.get(split, split)
 
 
 def split_texts(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:

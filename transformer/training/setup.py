@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from transformer.config import TrainRunConfig
-from transformer.data.batching import Batch, TokenBatchSampler, collate
+from transformer.data.batching import Batch, EncodedPairs, TokenBatchSampler
 from transformer.data.prepare import PreparedData, format_stats, prepare_data
 from transformer.data.tokenizer import META_FILE, PAD_ID
+from transformer.data.vocabulary import resolve_tokenizer_config
 from transformer.model import build_model
 from transformer.runtime import (
     describe_hardware,
@@ -43,24 +42,14 @@ from transformer.training.state import (
 )
 from transformer.training.step import UpdateStep
 
-if TYPE_CHECKING:
-    import datasets
-
 logger = logging.getLogger(__name__)
-
-
-def id_columns(split: datasets.Dataset) -> tuple[list[list[int]], list[list[int]]]:
-    """The split's src_ids and tgt_ids as Python lists (read through Arrow in one go)."""
-    table = split.with_format("arrow")[:]
-    return table["src_ids"].to_pylist(), table["tgt_ids"].to_pylist()
 
 
 class BatchStream:
     """Training batches, epoch after epoch, drawn from a resumable `TokenBatchSampler`.
 
     Args:
-        src_ids: encoded sources of the training split (no EOS), one list per pair.
-        tgt_ids: encoded targets (no BOS/EOS).
+        pairs: the encoded training split, left in Arrow; one batch is read out at a time.
         sampler: yields lists of row indices; its state is the data position.
         pad_id: padding id for `collate`.
         max_epochs: stop after this many epochs; 0 never stops.
@@ -68,15 +57,14 @@ class BatchStream:
 
     def __init__(
         self,
-        src_ids: Sequence[list[int]],
-        tgt_ids: Sequence[list[int]],
+        pairs: EncodedPairs,
         sampler: TokenBatchSampler,
         pad_id: int,
         max_epochs: int,
     ) -> None:
         if len(sampler) == 0:
             raise ValueError("the training split gives no batches; check the data config.")
-        self.src_ids, self.tgt_ids = src_ids, tgt_ids
+        self.pairs = pairs
         self.sampler = sampler
         self.pad_id = pad_id
         self.max_epochs = max_epochs
@@ -99,9 +87,7 @@ class BatchStream:
                 self.sampler.set_epoch(self.epoch)
                 self._batches = iter(self.sampler)
                 continue
-            src = [self.src_ids[i] for i in indices]
-            tgt = [self.tgt_ids[i] for i in indices]
-            batches.append(collate(src, tgt, indices, self.pad_id))
+            batches.append(self.pairs.collate(indices, self.pad_id))
         return batches
 
 
@@ -173,6 +159,9 @@ def _prepare(cfg: TrainRunConfig, env: DistEnv) -> PreparedData:
     limit = cfg.train.max_train_pairs
     if limit and limit < len(prepared.splits["train"]):
         prepared.splits["train"] = prepared.splits["train"].select(range(limit))
+        if "train" in prepared.lengths:
+            src, tgt = prepared.lengths["train"]
+            prepared.lengths["train"] = (src[:limit], tgt[:limit])
     return prepared
 
 
@@ -212,10 +201,9 @@ def _wrap(model: nn.Module, cfg: TrainRunConfig, env: DistEnv, device: torch.dev
     return compile_for_training(wrapped, device) if use_compile else wrapped
 
 
-def _sampler(src_ids: list, tgt_ids: list, cfg: TrainRunConfig, env: DistEnv) -> TokenBatchSampler:
+def _sampler(pairs: EncodedPairs, cfg: TrainRunConfig, env: DistEnv) -> TokenBatchSampler:
     return TokenBatchSampler(
-        [len(ids) + 1 for ids in src_ids],  # + EOS
-        [len(ids) + 1 for ids in tgt_ids],  # + BOS (tgt_in) or EOS (tgt_out)
+        *pairs.collated_lengths(),
         cfg.train.max_tokens,
         seed=cfg.train.seed,
         shuffle=True,
@@ -248,6 +236,7 @@ def _update_step(
 
 def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     """Prepare data, build and (when resuming) restore every state, wrap for DDP/compile."""
+    cfg = resolve_tokenizer_config(cfg)  # before the resume check compares tokenizer settings
     checkpoints, resume = _resume_state(cfg, env)
     fine_tune = cfg.train.init_from is not None and resume is None
     initial = start_fine_tune(cfg, write=env.is_main) if fine_tune else None  # before _prepare
@@ -266,8 +255,8 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     model.to(device)
     optimizer, scheduler = _optimization(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    src_ids, tgt_ids = id_columns(prepared.splits["train"])
-    sampler = _sampler(src_ids, tgt_ids, cfg, env)
+    pairs = EncodedPairs.from_dataset(prepared.splits["train"], prepared.lengths.get("train"))
+    sampler = _sampler(pairs, cfg, env)
     progress = Progress()
     if resume is not None:
         check_vocabulary(resume, tokenizer, checkpoints.last_path, Path(cfg.run_dir))
@@ -290,7 +279,7 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
         scheduler=scheduler,
         scaler=scaler,
         sampler=sampler,
-        stream=BatchStream(src_ids, tgt_ids, sampler, PAD_ID, cfg.train.max_epochs),
+        stream=BatchStream(pairs, sampler, PAD_ID, cfg.train.max_epochs),
         step=_update_step(model, optimizer, scaler, cfg, env, device, precision),
         progress=progress,
         log=TrainLogger(

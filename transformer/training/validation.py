@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
 from transformer.config import DecodeConfig, TrainRunConfig
-from transformer.data.batching import TokenBatchSampler, collate
+from transformer.data.batching import EncodedPairs, TokenBatchSampler
 from transformer.data.prepare import PreparedData
 from transformer.data.tokenizer import PAD_ID, Tokenizer
 from transformer.decoding.translator import Translator
@@ -24,7 +24,6 @@ from transformer.evaluation.metrics import Metrics, compute_metrics
 from transformer.evaluation.progress import DecodeProgress
 from transformer.runtime import autocast
 from transformer.training.loss import label_smoothed_cross_entropy
-from transformer.training.setup import id_columns
 
 if TYPE_CHECKING:
     import datasets
@@ -49,32 +48,25 @@ class BleuReport:
     samples: list[tuple[str, str, str]]  # (source, reference, hypothesis)
 
 
-def _fitting(
-    src_ids: Sequence[list[int]], tgt_ids: Sequence[list[int]], max_positions: int
-) -> tuple[Sequence[list[int]], Sequence[list[int]]]:
-    """The pairs whose source + EOS and BOS + target fit the model's positions (with a warning
-    counting the others: only the training split is length-filtered)."""
-    keep = [
-        i
-        for i, (src, tgt) in enumerate(zip(src_ids, tgt_ids, strict=True))
-        if max(len(src), len(tgt)) + 1 <= max_positions
-    ]
-    if len(keep) == len(src_ids):
-        return src_ids, tgt_ids
-    logger.warning(
-        "validation loss skips %d of %d pairs longer than model.max_positions=%d (with EOS/BOS)",
-        len(src_ids) - len(keep),
-        len(src_ids),
-        max_positions,
-    )
-    return [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
+def _fitting(src_lens: np.ndarray, tgt_lens: np.ndarray, max_positions: int) -> np.ndarray:
+    """(M,) the rows whose source + EOS and BOS + target fit the model's positions (with a
+    warning counting the others: only the training split is length-filtered)."""
+    keep = np.flatnonzero(np.maximum(src_lens, tgt_lens) <= max_positions)
+    if len(keep) < len(src_lens):
+        logger.warning(
+            "validation loss skips %d of %d pairs longer than model.max_positions=%d "
+            "(with EOS/BOS)",
+            len(src_lens) - len(keep),
+            len(src_lens),
+            max_positions,
+        )
+    return keep
 
 
 @torch.no_grad()
 def validation_loss(
     model: nn.Module,
-    src_ids: Sequence[list[int]],
-    tgt_ids: Sequence[list[int]],
+    pairs: EncodedPairs,
     *,
     max_tokens: int,
     max_positions: int,
@@ -90,24 +82,16 @@ def validation_loss(
 
     Args:
         model: the unwrapped model; put in eval mode here (the caller restores train mode).
-        src_ids: encoded sources (no EOS), one list per pair.
-        tgt_ids: encoded targets (no BOS/EOS), one list per pair.
+        pairs: the encoded split (sources without EOS, targets without BOS/EOS).
         max_positions: the model's longest sequence (positional encoding length).
     """
     model.eval()
-    src_ids, tgt_ids = _fitting(src_ids, tgt_ids, max_positions)
-    sampler = TokenBatchSampler(
-        [len(ids) + 1 for ids in src_ids],
-        [len(ids) + 1 for ids in tgt_ids],
-        max_tokens,
-        seed=0,
-        shuffle=False,
-    )
+    src_lens, tgt_lens = pairs.collated_lengths()
+    rows = _fitting(src_lens, tgt_lens, max_positions)  # (M,)
+    sampler = TokenBatchSampler(src_lens[rows], tgt_lens[rows], max_tokens, seed=0, shuffle=False)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, nll, tokens
     for indices in sampler:
-        batch = collate(
-            [src_ids[i] for i in indices], [tgt_ids[i] for i in indices], indices, pad_id
-        ).to(device)
+        batch = pairs.collate(rows[indices], pad_id).to(device)
         with autocast(device, precision):
             logits = model(batch.src_ids, batch.tgt_in_ids)  # (B, T, V)
         sums = label_smoothed_cross_entropy(logits, batch.tgt_out_ids, smoothing, pad_id)
@@ -179,11 +163,9 @@ def validate(
             and the other ranks get `bleu=None`.
     """
     split = prepared.splits["validation"]
-    src_ids, tgt_ids = id_columns(split)
     loss = validation_loss(
         model,
-        src_ids,
-        tgt_ids,
+        EncodedPairs.from_dataset(split, prepared.lengths.get("validation")),
         max_tokens=cfg.train.max_tokens,
         max_positions=cfg.model.max_positions,
         smoothing=cfg.train.label_smoothing,
