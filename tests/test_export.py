@@ -145,6 +145,21 @@ def test_commands_take_the_exported_folder(
     assert [line.split("\t")[0] for line in lines] == ["0", "0", "1", "1"]
 
 
+def test_export_never_replaces_a_folder_that_is_not_an_export(
+    trained: dict, tmp_path: Path
+) -> None:
+    """Exporting a run into its own folder would delete the run: refused, nothing touched."""
+    run = trained["ckpt"].parent
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(ExportError, match="is not an exported model"):
+        export_checkpoint(trained["ckpt"], run, "float32")
+    assert sorted(p.name for p in run.iterdir()) == before
+    out = tmp_path / "again"
+    export_checkpoint(trained["ckpt"], out, "float32")
+    export_checkpoint(trained["ckpt"], out, "int8")  # an earlier export is replaced
+    assert json.loads((out / "export.json").read_text("utf-8"))["quantization"] == "int8"
+
+
 def test_export_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert export_main([str(tmp_path / "missing.pt"), str(tmp_path / "out")]) == 2
     assert "missing.pt does not exist" in capsys.readouterr().err

@@ -79,6 +79,11 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, quantization: str) -> Exp
     del state
     spec = build_spec(model, cfg.model, *vocabularies(tokenizer))
     info = ExportInfo(cfg=cfg, quantization=quantization, checkpoint=str(checkpoint), step=step)
+    if out_dir.exists() and not is_exported(out_dir) and any(out_dir.iterdir()):
+        raise ExportError(
+            f"{out_dir} exists and is not an exported model: give a new or empty folder "
+            "(an earlier export there is replaced)."
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Written beside OUT_DIR, then renamed into place: a failed export leaves no half folder.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
