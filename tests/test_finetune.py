@@ -78,9 +78,15 @@ def test_fine_tune_on_a_text_corpus_learns_keeps_the_vocabulary_and_resumes(
         base / "checkpoints" / "final.pt", corpus
     )
 
+    # The run resumes from its own state: the checkpoint it started from may be gone.
+    moved = base.rename(tmp_path / "base-moved")
     again = _train(tuned, multi30k_dir, *files, "model.dropout=0.2", "train.max_updates=40")
     assert again.returncode == 0, again.stderr[-3000:]
     log = (tuned / "train.log").read_text("utf-8")
     assert "resuming from" in log and "(update 30)" in log
     assert load_checkpoint(tuned / "checkpoints" / "last.pt")["step"] == 40
-    assert (tuned / "spm.model").read_bytes() == (base / "spm.model").read_bytes()
+    assert (tuned / "spm.model").read_bytes() == (moved / "spm.model").read_bytes()
+    # Another starting checkpoint for the same folder is refused, naming the one it started from.
+    files[-3] = f"train.init_from={moved}"
+    other = _train(tuned, multi30k_dir, *files, "train.max_updates=50")
+    assert other.returncode == 2 and f"started from {base}" in other.stderr, other.stderr[-2000:]

@@ -18,6 +18,7 @@ from pathlib import Path
 from transformer.checkpoint import load_checkpoint, run_config_from_checkpoint
 from transformer.config import TrainRunConfig
 from transformer.data.tokenizer import Tokenizer
+from transformer.training.checkpoint_dir import LAST
 from transformer.training.checkpoint_lookup import resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -65,8 +66,18 @@ def fine_tune_config(cfg: TrainRunConfig, explicit: set[str]) -> TrainRunConfig:
         CheckpointError: the checkpoint cannot be read.
     """
     assert cfg.train.init_from is not None
-    path = resolve_checkpoint(Path(cfg.train.init_from))
+    own = Path(cfg.run_dir) / "checkpoints" / LAST
+    # A folder that already holds the fine-tuned run resumes from its own last state, whose model
+    # and tokenizer are the ones to keep, even after the starting checkpoint is gone.
+    resuming = cfg.train.resume and own.is_file()
+    path = own if resuming else resolve_checkpoint(Path(cfg.train.init_from))
     stored = run_config_from_checkpoint(load_checkpoint(path))
+    if resuming and stored.train.init_from != cfg.train.init_from:
+        raise ValueError(
+            f"train.init_from={cfg.train.init_from}: the run in {cfg.run_dir} started from "
+            f"{stored.train.init_from or 'scratch'}; use another run folder, or "
+            "train.resume=false to start this one over."
+        )
     problems = _conflicts(cfg, stored, explicit)
     if problems:
         raise ValueError(
