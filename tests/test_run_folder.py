@@ -350,6 +350,9 @@ def test_a_diverging_run_stops_after_the_limit_keeping_the_last_good_checkpoint(
     assert load_checkpoint(last)["step"] == 5
     assert_same_weights(_weights(last), good)
     assert load_checkpoint(run_dir / "checkpoints" / "final.pt")["step"] == 5  # of that state
+    lines = (run_dir / "metrics.jsonl").read_text("utf-8").splitlines()
+    assert json.loads(lines[-1])["event"] == "stop"
+    assert json.loads(lines[-1])["reason"] == "diverged"
 
 
 # ------------------------------------------------------------------ kill -9

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from transformer.training.distributed import max_over_ranks
+
 if TYPE_CHECKING:
     from transformer.training.setup import Run
 
@@ -44,7 +46,10 @@ class NonFiniteGuard:
         Raises:
             DivergenceError: naming the last good checkpoint and what to change.
         """
-        skipped, longest = int(self.skipped.item()), int(self.longest.item())
+        skipped = int(self.skipped.item())
+        # Every rank checks at the same update; under fp16 each counts its own loss, so the ranks
+        # agree on the longest streak before one of them stops.
+        longest = max_over_ranks(int(self.longest.item()))
         if skipped > self._reported:
             logger.warning(
                 "%d update(s) skipped so far (non-finite loss or gradient norm), by update %d",

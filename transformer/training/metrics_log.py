@@ -7,7 +7,8 @@ many times), each training log line, each validation and each stop. Every event 
   the run folder aside), "setup_seconds" (data and model set-up before the event);
 - "train": "epoch", "loss", "ppl", "lr", "grad_norm" (when measured), "tokens_per_s";
 - "validation": "valid_loss", "valid_ppl", "valid_bleu" (when decoded), "best";
-- "stop": "reason" (max_updates, max_epochs, max_time_minutes, early stopping, signal) and
+- "stop": "reason" (max_updates, max_epochs, max_time_minutes, early stopping, signal,
+  diverged) and
   "wall_seconds" (the session's, set-up included).
 A figure that is not finite is written as null (JSON has no NaN). The log file is for people and
 may change its wording; scripts read this file.

@@ -25,7 +25,7 @@ from transformer.training.distributed import (
     init_distributed,
     max_over_ranks,
 )
-from transformer.training.divergence import NonFiniteGuard
+from transformer.training.divergence import DivergenceError, NonFiniteGuard
 from transformer.training.final import evaluate_test, write_final_model
 from transformer.training.logger import Meter, flat_hparams
 from transformer.training.metrics_log import config_hash
@@ -206,6 +206,11 @@ def _loop(run: Run, stop: StopOnSignal, guard: NonFiniteGuard) -> str:
     return reason or "max_epochs"
 
 
+def _log_stop(run: Run, reason: str, began: float) -> None:
+    wall = round(time.monotonic() - began, 1)
+    run.log.event("stop", run.progress.step, {"reason": reason, "wall_seconds": wall})
+
+
 def _finish(run: Run, reason: str, stop: StopOnSignal) -> dict[str, float]:
     if reason == "signal":
         save(run, is_best=False, periodic=False)
@@ -260,14 +265,21 @@ def train(cfg: TrainRunConfig) -> dict:
             run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
             run.log.event("start", run.progress.step, _session_start(run, run.started - began))
             with StopOnSignal() as stop:
-                reason = _loop(run, stop, NonFiniteGuard(cfg.train.max_nonfinite_updates, device))
+                try:
+                    guard = NonFiniteGuard(cfg.train.max_nonfinite_updates, device)
+                    reason = _loop(run, stop, guard)
+                except DivergenceError:
+                    wall = round(time.monotonic() - began, 1)
+                    run.log.event(
+                        "stop", run.progress.step, {"reason": "diverged", "wall_seconds": wall}
+                    )
+                    raise
             # Outside the handler: Ctrl-C during the final validation and test decode stops it.
             elapsed = datetime.timedelta(seconds=round(time.monotonic() - run.started))
             logger.info(
                 "stopped at update %d: %s (%s in this session)", run.progress.step, reason, elapsed
             )
-            wall = round(time.monotonic() - began, 1)
-            run.log.event("stop", run.progress.step, {"reason": reason, "wall_seconds": wall})
+            _log_stop(run, reason, began)
             metrics = _finish(run, reason, stop)
         return {
             "step": run.progress.step,
