@@ -26,8 +26,9 @@ def _parser() -> argparse.ArgumentParser:
         "--quantization",
         choices=QUANTIZATIONS,
         default=DEFAULT_QUANTIZATION,
-        help=f"weight type of the exported model (default {DEFAULT_QUANTIZATION}, the fastest "
-        "on the CPUs of docs/finetune-export.md at no BLEU cost)",
+        help=f"weight type of the exported model (default {DEFAULT_QUANTIZATION}: at no BLEU "
+        "cost, the fastest at base size in docs/finetune-export.md; int8 is faster for small "
+        "models)",
     )
     return parser
 
