@@ -439,6 +439,25 @@ def _one_line_error(done: subprocess.CompletedProcess, *texts: str) -> None:
         assert text in line
 
 
+def test_a_signal_during_validation_saves_that_update_once(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop requested while validating: the validation's checkpoint is the state to resume."""
+    validate_and_save = trainer.validate_and_save
+
+    def then_sigterm(run: object) -> dict:
+        metrics = validate_and_save(run)
+        os.kill(os.getpid(), signal.SIGTERM)  # caught by the trainer's handler
+        return metrics
+
+    monkeypatch.setattr(trainer, "validate_and_save", then_sigterm)
+    run_dir = tmp_path / "run"
+    result = trainer.train(tiny_train_config(corpus, run_dir))
+    assert result["stop_signal"] == signal.SIGTERM and result["step"] == 5
+    saved = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
+    assert saved == ["best.pt", "checkpoint_00000005.pt", "last.pt"], saved
+
+
 def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
     corpus: Path, tmp_path: Path
 ) -> None:

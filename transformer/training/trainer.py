@@ -213,7 +213,8 @@ def _log_stop(run: Run, reason: str, began: float) -> None:
 
 def _finish(run: Run, reason: str, stop: StopOnSignal) -> dict[str, float]:
     if reason == "signal":
-        save(run, is_best=False, periodic=False)
+        if run.progress.validated_step != run.progress.step:  # else saved by that validation
+            save(run, is_best=False, periodic=False)
         logger.warning(
             "stopped by %s at update %d after saving %s; run the same command again to resume",
             stop.requested, run.progress.step, run.checkpoints.last_path,
