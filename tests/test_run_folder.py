@@ -27,6 +27,7 @@ from transformer.commands.evaluate import main as evaluate_main
 from transformer.config import (
     TrainRunConfig,
 )
+from transformer.data.vocabulary import DEFAULT_INPUT_SENTENCE_SIZE
 from transformer.training import trainer
 from transformer.training.checkpoint_dir import CheckpointDir
 from transformer.training.checkpoint_lookup import averaging_candidates, resolve_checkpoint
@@ -327,6 +328,21 @@ def test_a_folder_written_before_manifests_is_adopted(
     assert trainer.train(tiny_train_config(corpus, run_dir, max_updates=8))["step"] == 8
     assert "was written before manifests: adopted last.pt (update 7)" in caplog.text
     assert [e.step for e in CheckpointDir(folder).kept] == [7, 8]
+
+
+def test_a_fresh_start_in_an_old_folder_takes_the_new_tokenizer_sample_default(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """train.resume=false sets the old tokenizer aside, so the recorded 0 no longer applies."""
+    run_dir = tmp_path / "run"
+    old = tiny_train_config(corpus, run_dir, max_updates=2)
+    old.tokenizer = dataclasses.replace(
+        old.tokenizer, input_sentence_size=0
+    )  # as before the default
+    trainer.train(old)
+    trainer.train(tiny_train_config(corpus, run_dir, max_updates=2, resume=False))
+    settings = json.loads((run_dir / "tokenizer.json").read_text("utf-8"))["settings"]
+    assert settings["input_sentence_size"] == DEFAULT_INPUT_SENTENCE_SIZE
 
 
 # ------------------------------------------------------------------ divergence

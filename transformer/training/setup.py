@@ -130,8 +130,11 @@ def _set_aside(run_dir: Path, reason: str) -> None:
     logger.warning("%s: starting over; the old run's files are now *.replaced-%s", reason, stamp)
 
 
-def _resume_state(cfg: TrainRunConfig, env: DistEnv) -> tuple[CheckpointDir, dict | None]:
-    """The run's checkpoints/ folder (readied by rank 0 first) and the state to resume from."""
+def _resume_state(
+    cfg: TrainRunConfig, env: DistEnv
+) -> tuple[TrainRunConfig, CheckpointDir, dict | None]:
+    """The config with the folder's tokenizer sample size resolved, the run's checkpoints/
+    folder (readied by rank 0 first), and the state to resume from."""
     run_dir = Path(cfg.run_dir)
     if env.is_main:
         if not cfg.train.resume and holds_run(run_dir / "checkpoints"):
@@ -139,13 +142,15 @@ def _resume_state(cfg: TrainRunConfig, env: DistEnv) -> tuple[CheckpointDir, dic
         elif start_over := CheckpointDir(run_dir / "checkpoints").open_session():
             _set_aside(run_dir, start_over)
     barrier()  # the other ranks read the folder as rank 0 left it
+    # After a folder is set aside (its tokenizer.json with it), before the resume check.
+    cfg = resolve_tokenizer_config(cfg)
     checkpoints = CheckpointDir(run_dir / "checkpoints")
     state = checkpoints.load_last()
     if state is not None:
         path = checkpoints.last_path
         check_resumable(state["config"], cfg, path)
         logger.info("resuming from %s (update %d)", path, state["step"])
-    return checkpoints, state
+    return cfg, checkpoints, state
 
 
 def _prepare(cfg: TrainRunConfig, env: DistEnv) -> PreparedData:
@@ -236,8 +241,7 @@ def _update_step(
 
 def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     """Prepare data, build and (when resuming) restore every state, wrap for DDP/compile."""
-    cfg = resolve_tokenizer_config(cfg)  # before the resume check compares tokenizer settings
-    checkpoints, resume = _resume_state(cfg, env)
+    cfg, checkpoints, resume = _resume_state(cfg, env)
     fine_tune = cfg.train.init_from is not None and resume is None
     initial = start_fine_tune(cfg, write=env.is_main) if fine_tune else None  # before _prepare
     seed_everything(cfg.train.seed + env.rank)  # ranks draw different dropout masks
