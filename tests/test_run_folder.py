@@ -474,6 +474,15 @@ def test_a_signal_during_validation_saves_that_update_once(
     assert saved == ["best.pt", "checkpoint_00000005.pt", "last.pt"], saved
 
 
+def test_a_second_signal_stops_at_once_with_128_plus_its_number() -> None:
+    with trainer.StopOnSignal() as stop:
+        stop._handle(signal.SIGTERM, None)
+        assert stop.requested == "SIGTERM"
+        with pytest.raises(SystemExit) as stopped:
+            stop._handle(signal.SIGTERM, None)
+    assert stopped.value.code == 128 + signal.SIGTERM
+
+
 def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
     corpus: Path, tmp_path: Path
 ) -> None:

@@ -42,7 +42,8 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class StopOnSignal:
     """While open, Ctrl-C or SIGTERM ask the loop to stop after the current update.
 
-    The loop then saves checkpoints/last.pt and returns; a second signal stops at once.
+    The loop then saves checkpoints/last.pt and returns; a second signal stops at once, with
+    exit status 128 + its number.
     """
 
     def __init__(self) -> None:
@@ -67,8 +68,9 @@ class StopOnSignal:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if self.requested is not None:
-            raise KeyboardInterrupt(f"second {name}: stopping without saving")
+        if self.requested is not None:  # the folder keeps its last complete save
+            logger.error("second %s: stopping at once, without saving", name)
+            raise SystemExit(128 + signum)
         self.requested, self.signum = name, signum
         logger.warning("%s: saving a checkpoint after this update, then stopping", name)
 
