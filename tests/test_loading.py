@@ -32,7 +32,7 @@ def test_a_run_folder_loads_its_checkpoint(ckpt: Path) -> None:
 
 
 def test_average_and_ensemble(ckpt: Path) -> None:
-    averaged = load_model(ckpt, device="cpu", average=[ckpt])
+    averaged = load_model(ckpt, device="cpu", average=[ckpt.parents[1]])  # a run folder
     assert averaged.averaged == [ckpt, ckpt]
     ensemble = load_model(ckpt, device="cpu", ensemble=[ckpt])
     assert isinstance(ensemble.model, Ensemble) and ensemble.ensemble == [ckpt]

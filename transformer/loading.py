@@ -101,8 +101,8 @@ def checkpoints_to_average(checkpoint: Path, average: Sequence[Path], last: int)
     `last` takes the K newest checkpoints the manifest of the checkpoint's folder keeps (the
     trainer's periodic checkpoints); the checkpoint then only supplies config and vocabulary.
     """
-    if average:
-        return [checkpoint, *average]
+    if average:  # run folders stand for their reported checkpoint, as CHECKPOINT does
+        return [checkpoint, *(resolve_checkpoint(Path(path)) for path in average)]
     return averaging_candidates(checkpoint.parent, last) if last else []
 
 
