@@ -35,6 +35,16 @@ def _files_cfg(folder: Path, cache: Path, **data: object) -> DataConfig:
     return DataConfig(**settings)  # type: ignore[arg-type]
 
 
+def _run_cfg(folder: Path, tmp_path: Path, max_tokens: int, **tokenizer: object) -> TrainRunConfig:
+    """A run on the text files in `folder`, with its cache and run folder under `tmp_path`."""
+    return TrainRunConfig(
+        data=_files_cfg(folder, tmp_path / "cache"),
+        tokenizer=TokenizerConfig(vocab_size=64, **tokenizer),  # type: ignore[arg-type]
+        train=TrainConfig(max_tokens=max_tokens),
+        run_dir=str(tmp_path / "run"),
+    )
+
+
 # --- the streaming reader -------------------------------------------------------------------
 
 
@@ -179,12 +189,7 @@ def test_an_old_folder_keeps_its_sample_size_under_the_new_default(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:
     def cfg(size: int | None) -> TrainRunConfig:
-        return TrainRunConfig(
-            data=_files_cfg(tiny_parallel_corpus["dir"], tmp_path / "cache"),
-            tokenizer=TokenizerConfig(vocab_size=64, input_sentence_size=size),
-            train=TrainConfig(max_tokens=64),
-            run_dir=str(tmp_path / "run"),
-        )
+        return _run_cfg(tiny_parallel_corpus["dir"], tmp_path, 64, input_sentence_size=size)
 
     assert vocabulary.resolve_tokenizer_config(cfg(None)).tokenizer.input_sentence_size == (
         vocabulary.DEFAULT_INPUT_SENTENCE_SIZE
@@ -234,12 +239,7 @@ def test_arrow_batches_equal_the_list_collate_across_chunks() -> None:
 def test_a_prepared_split_stays_memory_mapped_and_batches_from_arrow(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:
-    cfg = TrainRunConfig(
-        data=_files_cfg(tiny_parallel_corpus["dir"], tmp_path / "cache"),
-        tokenizer=TokenizerConfig(vocab_size=64),
-        train=TrainConfig(max_tokens=200),
-        run_dir=str(tmp_path / "run"),
-    )
+    cfg = _run_cfg(tiny_parallel_corpus["dir"], tmp_path, max_tokens=200)
     train = prepare_data(cfg).splits["train"]
     assert train.cache_files  # read from the Arrow file, not held in memory
     pairs = EncodedPairs.from_dataset(train)
@@ -258,12 +258,7 @@ def test_a_prepared_split_stays_memory_mapped_and_batches_from_arrow(
 def test_lengths_come_from_a_file_beside_the_cache_not_the_memory_map(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = TrainRunConfig(
-        data=_files_cfg(tiny_parallel_corpus["dir"], tmp_path / "cache"),
-        tokenizer=TokenizerConfig(vocab_size=64),
-        train=TrainConfig(max_tokens=200),
-        run_dir=str(tmp_path / "run"),
-    )
+    cfg = _run_cfg(tiny_parallel_corpus["dir"], tmp_path, max_tokens=200)
     prepared = prepare_data(cfg)
     for name, split in prepared.splits.items():
         (cache_file,) = split.cache_files
