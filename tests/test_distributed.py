@@ -28,7 +28,7 @@ from transformer.training.distributed import (
     init_distributed,
     max_over_ranks,
 )
-from transformer.training.setup import _wrap
+from transformer.training.session import _wrap
 from transformer.training.step import UpdateStep
 
 ROOT = Path(__file__).resolve().parents[1]

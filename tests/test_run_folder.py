@@ -33,7 +33,7 @@ from transformer.run.fork import fork
 from transformer.run.lookup import averaging_candidates, resolve_checkpoint
 from transformer.training import trainer
 from transformer.training.divergence import DivergenceError
-from transformer.training.state import ResumeError
+from transformer.training.loop_state import ResumeError
 
 N_UPDATES = 7  # validations (and periodic checkpoints) at 5 and 7
 

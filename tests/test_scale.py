@@ -17,11 +17,11 @@ import torch
 
 from transformer.commands import make_corpus
 from transformer.config import DataConfig, TokenizerConfig, TrainConfig, TrainRunConfig
-from transformer.data import batching, corpus, sampler, synthetic, text_files, tokenizer, vocabulary
+from transformer.data import batching, corpus, synthetic, text_files, tokenizer, vocabulary
 from transformer.data.batching import EncodedPairs, collate, pad_sources
 from transformer.data.corpus import CorpusError, read_split, split_name
 from transformer.data.prepare import prepare_data
-from transformer.data.sampler import TokenBatchSampler
+from transformer.data.sampler import TokenBatchSampler, _bounds, padding_stats
 from transformer.data.special import PAD_ID
 
 
@@ -292,7 +292,7 @@ def test_bounds_match_the_row_by_row_greedy_cut() -> None:
     for _ in range(200):
         keys = sorted(rng.randint(1, 70) for _ in range(rng.randint(0, 300)))
         budget = rng.choice([1, 5, 40, 64, 300, 4096])
-        got = [tuple(b) for b in sampler._bounds(np.array(keys), budget).tolist()]
+        got = [tuple(b) for b in _bounds(np.array(keys), budget).tolist()]
         assert got == reference(keys, budget)
 
 
@@ -301,7 +301,7 @@ def test_padding_totals_without_lists_equal_padding_stats() -> None:
     src = np.array([rng.randint(2, 50) for _ in range(3000)], dtype=np.int32)
     tgt = np.array([max(2, s + rng.randint(-6, 6)) for s in src], dtype=np.int32)
     sampler = TokenBatchSampler(src, tgt, 1000, seed=2)
-    reference = sampler.padding_stats(sampler.epoch_batches(0), src.tolist(), tgt.tolist())
+    reference = padding_stats(sampler.epoch_batches(0), src.tolist(), tgt.tolist())
     assert sampler.padding(src, tgt) == reference
 
 

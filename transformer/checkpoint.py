@@ -5,7 +5,7 @@ torch.compile's `_orig_mod.` prefixes), "config" (`dataclasses.asdict` of the Tr
 "tokenizer" (`Tokenizer.state_dict()`), "tokenizer_sha256" (its fingerprint), "run_id" (the run
 that wrote it), "format_version", and for resuming "optimizer", "scheduler", "scaler", "step",
 "epoch", "sampler", "rng", "rng_ranks", "best_bleu", "best_loss", "bad_validations",
-"validated_step" (assembled in `transformer.training.state`). A run's final.pt holds "model",
+"validated_step" (assembled in `transformer.training.loop_state`). A run's final.pt holds "model",
 "config", "tokenizer", "tokenizer_sha256", "run_id", "format_version", "step" and a
 "description" of the model, and nothing for resuming. A checkpoint holds only tensors and plain
 values, so it loads with `torch.load(weights_only=True)`. File names and the run folder's

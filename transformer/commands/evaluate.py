@@ -24,6 +24,7 @@ from transformer.evaluation.evaluate import (
 from transformer.evaluation.metrics import format_metrics
 from transformer.loading import LoadedModel, load_model
 from transformer.progress import decode_progress
+from transformer.run.layout import EVAL, eval_dir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,9 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         translator = loaded.translator(decode, progress=progress, threads=args.threads)
         result = evaluate(translator, sources, refs)
     tag = _tag(label, loaded)
-    out_dir = args.out_dir or (
-        loaded.source / "eval" if loaded.exported else loaded.source.parent / "eval"
-    )
+    out_dir = args.out_dir or (loaded.source / EVAL if loaded.exported else eval_dir(loaded.source))
     info = {
         "checkpoint": str(loaded.source),
         # final.pt says which model it holds; an average made here is listed under "averaged".

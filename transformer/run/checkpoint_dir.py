@@ -181,7 +181,7 @@ class CheckpointDir:
         """Publish `state` as the run's last state (and best, and kept, as asked).
 
         Args:
-            state: a checkpoint dict (`transformer.training.state.checkpoint_state`).
+            state: a checkpoint dict (`transformer.training.loop_state.checkpoint_state`).
             is_best: it scored the best validation so far.
             periodic: keep it for averaging (at validations), among the newest `keep_last`.
             keep_last: how many periodic states to keep (0 keeps none).

@@ -1,14 +1,17 @@
-"""Starting a training session in a run's checkpoints/ folder: what a crash left is repaired,
-and files no manifest names are moved out of the way (nothing of a run is ever lost)."""
+"""Starting a training session in a run folder: what a crash left in checkpoints/ is repaired,
+files no manifest names are moved out of the way, and a run that starts over is set aside
+(nothing of a run is ever lost)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from transformer.checkpoint import CheckpointError, load_checkpoint
+from transformer.data.tokenizer import META_FILE
 from transformer.run.checkpoint_dir import CheckpointDir
-from transformer.run.layout import BEST, FINAL, LAST
+from transformer.run.layout import BEST, CHECKPOINTS, FINAL, LAST, TENSORBOARD
 from transformer.run.upgrade import adopt_legacy, is_legacy
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,25 @@ def set_aside_strangers(checkpoints: CheckpointDir) -> None:
             "%s had files no manifest names (%s): moved to %s; the new run starts empty",
             folder, ", ".join(strangers), aside,
         )  # fmt: skip
+
+
+def set_aside_run(run_dir: str | Path, reason: str) -> None:
+    """Start a run folder over: its checkpoints/, tensorboard/ and tokenizer files move to
+    `*.replaced-<time>` (nothing is deleted)."""
+    # The old checkpoints and event files would mix with the new run's, and the old vocabulary
+    # may come from another corpus, so the fresh run trains its own.
+    run_dir = Path(run_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in (CHECKPOINTS, TENSORBOARD):
+        if (run_dir / name).exists():
+            (run_dir / name).rename(run_dir / f"{name}.replaced-{stamp}")
+    tokenizer_files = [run_dir / META_FILE, *run_dir.glob("spm*.model")]
+    old_tokenizer = run_dir / f"tokenizer.replaced-{stamp}"
+    for path in tokenizer_files:
+        if path.is_file():
+            old_tokenizer.mkdir(exist_ok=True)
+            path.rename(old_tokenizer / path.name)
+    logger.warning("%s: starting over; the old run's files are now *.replaced-%s", reason, stamp)
 
 
 def open_session(checkpoints: CheckpointDir) -> str | None:

@@ -20,12 +20,11 @@ from transformer.data.batching import Batch, EncodedPairs
 from transformer.data.prepare import PreparedData, format_stats, prepare_data
 from transformer.data.sampler import TokenBatchSampler
 from transformer.data.special import PAD_ID
-from transformer.data.tokenizer import META_FILE
 from transformer.data.vocabulary import resolve_tokenizer_config
 from transformer.model import build_model
 from transformer.run.checkpoint_dir import CheckpointDir, holds_run
 from transformer.run.layout import checkpoints_dir, metrics_path, tensorboard_dir
-from transformer.run.recovery import open_session
+from transformer.run.recovery import open_session, set_aside_run
 from transformer.runtime import (
     describe_hardware,
     resolve_precision,
@@ -36,13 +35,13 @@ from transformer.training.compiling import compile_for_training, uses_compile
 from transformer.training.distributed import DistEnv, barrier
 from transformer.training.init_from import StartingPoint, start_fine_tune
 from transformer.training.logger import TrainLogger
-from transformer.training.optim import build_optimizer, build_scheduler
-from transformer.training.state import (
-    Progress,
+from transformer.training.loop_state import (
+    LoopCounters,
     check_resumable,
     check_vocabulary,
     restore_state,
 )
+from transformer.training.optim import build_optimizer, build_scheduler
 from transformer.training.step import UpdateStep
 
 logger = logging.getLogger(__name__)
@@ -109,28 +108,12 @@ class Run:
     scaler: torch.amp.GradScaler
     sampler: TokenBatchSampler
     stream: BatchStream
-    step: UpdateStep  # holds the DDP/compiled wrapper that training steps run through
-    progress: Progress
+    update_step: UpdateStep  # holds the DDP/compiled wrapper that training steps run through
+    counters: LoopCounters
     log: TrainLogger
     checkpoints: CheckpointDir  # the run folder's checkpoints/, written by rank 0 alone
     started: float = field(default_factory=time.monotonic)
     last_metrics: dict[str, float] = field(default_factory=dict)  # of the latest validation
-
-
-def _set_aside(run_dir: Path, reason: str) -> None:
-    # Starting over: the old checkpoints and event files would mix with the new run's, and the
-    # old vocabulary may come from another corpus, so the fresh run trains its own.
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in ("checkpoints", "tensorboard"):
-        if (run_dir / name).exists():
-            (run_dir / name).rename(run_dir / f"{name}.replaced-{stamp}")
-    tokenizer_files = [run_dir / META_FILE, *run_dir.glob("spm*.model")]
-    old_tokenizer = run_dir / f"tokenizer.replaced-{stamp}"
-    for path in tokenizer_files:
-        if path.is_file():
-            old_tokenizer.mkdir(exist_ok=True)
-            path.rename(old_tokenizer / path.name)
-    logger.warning("%s: starting over; the old run's files are now *.replaced-%s", reason, stamp)
 
 
 def _resume_state(
@@ -141,9 +124,9 @@ def _resume_state(
     run_dir = Path(cfg.run_dir)
     if env.is_main:
         if not cfg.train.resume and holds_run(checkpoints_dir(run_dir)):
-            _set_aside(run_dir, "train.resume=false")
+            set_aside_run(run_dir, "train.resume=false")
         elif start_over := open_session(CheckpointDir(checkpoints_dir(run_dir))):
-            _set_aside(run_dir, start_over)
+            set_aside_run(run_dir, start_over)
     barrier()  # the other ranks read the folder as rank 0 left it
     # After a folder is set aside (its tokenizer.json with it), before the resume check.
     cfg = resolve_tokenizer_config(cfg)
@@ -272,10 +255,10 @@ def build_run(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     pairs = EncodedPairs.from_dataset(prepared.splits["train"], prepared.lengths.get("train"))
     sampler = _sampler(pairs, cfg, env)
-    progress = Progress()
+    counters = LoopCounters()
     if resume is not None:
         check_vocabulary(resume, tokenizer, checkpoints.last_path, Path(cfg.run_dir))
-        progress, rng = restore_state(
+        counters, rng = restore_state(
             resume, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
             sampler=sampler, rank=env.rank, world_size=env.world_size,
         )  # fmt: skip
@@ -295,13 +278,13 @@ def build_run(
         scaler=scaler,
         sampler=sampler,
         stream=BatchStream(pairs, sampler, PAD_ID, cfg.train.max_epochs),
-        step=_update_step(model, optimizer, scaler, cfg, env, device, precision),
-        progress=progress,
+        update_step=_update_step(model, optimizer, scaler, cfg, env, device, precision),
+        counters=counters,
         log=TrainLogger(
             tensorboard_dir(cfg.run_dir),
             enabled=env.is_main,
             total_updates=cfg.train.max_updates or None,
-            initial_update=progress.step,
+            initial_update=counters.update,
             metrics_path=metrics_path(cfg.run_dir),
         ),
         checkpoints=checkpoints,
