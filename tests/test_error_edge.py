@@ -129,3 +129,23 @@ def test_no_message_names_a_script_instead_of_its_command() -> None:
         if _SCRIPT_NAME.search(text)
     ]
     assert found == []
+
+
+@pytest.mark.slow
+def test_the_train_script_refuses_a_bad_value_in_one_line_and_leaves_no_folder(
+    tmp_path: Path,
+) -> None:
+    """The process itself: `python scripts/train.py optim.lr=inf hydra.run.dir=X`."""
+    import subprocess
+    import sys
+
+    from tiny import ONE_THREAD, ROOT
+
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "optim.lr=inf"]
+    done = subprocess.run(
+        [*command, f"hydra.run.dir={tmp_path / 'X'}"], cwd=tmp_path, env=ONE_THREAD,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "optim.lr=inf must be a finite number" in done.stderr
+    assert not (tmp_path / "X").exists()
