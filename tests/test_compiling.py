@@ -18,7 +18,7 @@ from transformer.model import Seq2SeqTransformer, build_model
 from transformer.training import compiling
 from transformer.training.compiling import CompileError, compile_for_training, graphs_compiled
 from transformer.training.distributed import DistEnv
-from transformer.training.setup import _wrap
+from transformer.training.session import _wrap
 from transformer.training.step import UpdateStep
 
 CPU = torch.device("cpu")

@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from transformer.training.state import _load_optimizer_state
+from transformer.training.loop_state import _load_optimizer_state
 
 
 def _trained_adam(fused: bool | None) -> tuple[torch.nn.Linear, torch.optim.Adam]:

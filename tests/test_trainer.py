@@ -23,20 +23,21 @@ from transformer.checkpoint import (
     load_for_inference,
     run_config_from_checkpoint,
 )
+from transformer.commands.fork import main as fork_main
 from transformer.config import (
     TrainRunConfig,
 )
-from transformer.data.batching import EncodedPairs, TokenBatchSampler
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.batching import EncodedPairs
+from transformer.data.sampler import TokenBatchSampler
+from transformer.data.special import PAD_ID
 from transformer.data.vocabulary import DEFAULT_INPUT_SENTENCE_SIZE, resolve_tokenizer_config
 from transformer.model import build_model
+from transformer.run.checkpoint_dir import CheckpointDir
+from transformer.run.metrics_log import config_hash
 from transformer.runtime import describe_hardware
-from transformer.training import final, trainer
-from transformer.training.checkpoint_dir import CheckpointDir
-from transformer.training.fork import fork_main
-from transformer.training.metrics_log import config_hash
-from transformer.training.setup import BatchStream
-from transformer.training.state import Progress, ResumeError, check_resumable
+from transformer.training import final_model, trainer
+from transformer.training.loop_state import LoopCounters, ResumeError, check_resumable
+from transformer.training.session import BatchStream
 from transformer.training.step import UpdateStep
 
 CONTRACT_KEYS = {
@@ -268,12 +269,12 @@ def test_early_stopping_after_patience_validations_without_gain(
 
 
 def test_progress_tracks_best_and_patience() -> None:
-    progress = Progress()
+    progress = LoopCounters()
     assert [progress.record(bleu, 1.0) for bleu in (3.0, 5.0, 5.0, 4.0, 6.0)] == [
         True, True, False, False, True,
     ]  # fmt: skip
     assert (progress.best_bleu, progress.bad_validations) == (6.0, 0)
-    by_loss = Progress()
+    by_loss = LoopCounters()
     assert [by_loss.record(None, loss) for loss in (3.0, 2.0, 2.5)] == [True, True, False]
     assert (by_loss.best_loss, by_loss.bad_validations) == (2.0, 1)
 
@@ -399,7 +400,7 @@ def test_final_model_is_the_average_unless_best_pt_validates_better(
     criterion: str,
     average_validates_better: bool,
 ) -> None:
-    real_validate = final.validate
+    real_validate = final_model.validate
 
     def validate(*args: object, **kwargs: object) -> object:  # the averaged model's validation
         report = real_validate(*args, **kwargs)
@@ -409,7 +410,7 @@ def test_final_model_is_the_average_unless_best_pt_validates_better(
             report.loss.loss = -1.0 if average_validates_better else 1e3
         return report
 
-    monkeypatch.setattr(final, "validate", validate)
+    monkeypatch.setattr(final_model, "validate", validate)
     run_dir = tmp_path / "run"
     caplog.set_level(logging.INFO)
     cfg = make_config(

@@ -18,7 +18,7 @@ from transformer.model import build_model
 from transformer.training import trainer, validation
 from transformer.training.distributed import DistEnv
 from transformer.training.logger import TrainLogger
-from transformer.training.state import Progress
+from transformer.training.loop_state import LoopCounters
 from transformer.training.validation import validation_loss
 
 
@@ -74,7 +74,7 @@ def test_only_rank0_decodes_bleu_and_every_rank_joins_the_broadcasts(
     monkeypatch.setattr(trainer, "save", lambda run, **kwargs: None)
     log = TrainLogger(tmp_path, enabled=False, total_updates=None, initial_update=0)
     run = types.SimpleNamespace(
-        cfg=cfg, progress=Progress(step=5), model=model, prepared=prepared, device=CPU,
+        cfg=cfg, counters=LoopCounters(update=5), model=model, prepared=prepared, device=CPU,
         precision="fp32", env=DistEnv(rank=rank, world_size=2), log=log,
     )  # fmt: skip
     metrics = trainer.validate_and_save(run)

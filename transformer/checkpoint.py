@@ -5,11 +5,11 @@ torch.compile's `_orig_mod.` prefixes), "config" (`dataclasses.asdict` of the Tr
 "tokenizer" (`Tokenizer.state_dict()`), "tokenizer_sha256" (its fingerprint), "run_id" (the run
 that wrote it), "format_version", and for resuming "optimizer", "scheduler", "scaler", "step",
 "epoch", "sampler", "rng", "rng_ranks", "best_bleu", "best_loss", "bad_validations",
-"validated_step" (assembled in `transformer.training.state`). A run's final.pt holds "model",
+"validated_step" (assembled in `transformer.training.loop_state`). A run's final.pt holds "model",
 "config", "tokenizer", "tokenizer_sha256", "run_id", "format_version", "step" and a
 "description" of the model, and nothing for resuming. A checkpoint holds only tensors and plain
 values, so it loads with `torch.load(weights_only=True)`. File names and the run folder's
-layout belong to `transformer.training.checkpoint_dir`.
+layout belong to `transformer.run`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from transformer.config import (
     TrainConfig,
     TrainRunConfig,
 )
-from transformer.data.tokenizer import PAD_ID, Tokenizer
+from transformer.data.special import PAD_ID
+from transformer.data.tokenizer import Tokenizer
+from transformer.errors import UserError
 from transformer.model import Seq2SeqTransformer, build_model
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ _SECTIONS = {
 _REMOVED_KEYS = {"train": ("num_workers",)}
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, or lacks what is needed to use it."""
 
 

@@ -1,4 +1,5 @@
-"""The training loop and its parts: loss, optimizer and schedule, DDP, logging, checkpoints.
+"""The training loop and its parts: loss, optimizer and schedule, DDP, logging, validation,
+the final model (the run folder itself belongs to `transformer.run`).
 
-Entry point: `transformer.training.trainer.train(cfg)`, called by `transformer.cli`.
+Entry point: `transformer.training.trainer.train(cfg)`, called by `transformer.commands.train`.
 """

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from transformer.errors import UserError
 from transformer.training.distributed import max_over_ranks
 
 if TYPE_CHECKING:
-    from transformer.training.setup import Run
+    from transformer.training.session import Run
 
 logger = logging.getLogger(__name__)
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(UserError, RuntimeError):
     """Too many updates in a row had a non-finite loss or gradient norm."""
 
 
@@ -53,7 +54,7 @@ class NonFiniteGuard:
         if skipped > self._reported:
             logger.warning(
                 "%d update(s) skipped so far (non-finite loss or gradient norm), by update %d",
-                skipped, run.progress.step,
+                skipped, run.counters.update,
             )  # fmt: skip
             self._reported = skipped
         if longest < self.limit:
@@ -66,7 +67,7 @@ class NonFiniteGuard:
         )
         raise DivergenceError(
             f"training diverged: {longest} updates in a row had a non-finite loss or gradient "
-            f"norm (train.max_nonfinite_updates={self.limit}), by update {run.progress.step}; "
+            f"norm (train.max_nonfinite_updates={self.limit}), by update {run.counters.update}; "
             f"{kept}. Lower optim.lr (now {run.cfg.optim.lr:g}) or set optim.clip_norm, then "
             "run again (it resumes from that checkpoint)."
         )

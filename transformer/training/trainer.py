@@ -1,7 +1,8 @@
 """The training loop: updates, logging, validation, checkpoints, early stopping, stop signals.
 
-`train(cfg)` is the entry point (called by `transformer.cli` after Hydra composition). Re-running
-it into a run folder that holds checkpoints/last.pt continues from there (`train.resume`).
+`train(cfg)` is the entry point (called by `transformer.commands.train` after Hydra
+composition). Re-running it into a run folder that holds checkpoints/last.pt continues from there
+(`train.resume`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from types import FrameType, TracebackType
 
 from transformer.config import TrainRunConfig
+from transformer.run.metrics_log import config_hash
 from transformer.runtime import describe_hardware, pick_device, rng_state
 from transformer.training.distributed import (
     all_gather_objects,
@@ -26,11 +28,11 @@ from transformer.training.distributed import (
     max_over_ranks,
 )
 from transformer.training.divergence import DivergenceError, NonFiniteGuard
-from transformer.training.final import evaluate_test, write_final_model
+from transformer.training.final_model import evaluate_test, write_final_model
+from transformer.training.init_from import StartingPoint
 from transformer.training.logger import Meter, flat_hparams
-from transformer.training.metrics_log import config_hash
-from transformer.training.setup import Run, build_run
-from transformer.training.state import checkpoint_state
+from transformer.training.loop_state import checkpoint_state
+from transformer.training.session import Run, build_run
 from transformer.training.step import StepResult
 from transformer.training.validation import format_samples, validate
 
@@ -86,7 +88,7 @@ def save(run: Run, *, is_best: bool, periodic: bool) -> None:
         scheduler=run.scheduler,
         scaler=run.scaler,
         sampler=run.sampler,
-        progress=run.progress,
+        counters=run.counters,
         rng_ranks=rng_ranks,
         cfg=run.cfg,
         tokenizer=run.prepared.tokenizer,
@@ -98,7 +100,7 @@ def save(run: Run, *, is_best: bool, periodic: bool) -> None:
 
 def validate_and_save(run: Run) -> dict[str, float]:
     """Validate (loss, perplexity, BLEU), log it, update best/patience, save checkpoints."""
-    cfg, step = run.cfg, run.progress.step
+    cfg, step = run.cfg, run.counters.update
     # Only rank 0 decodes for BLEU: its score is the one every rank uses.
     report = validate(
         run.model, run.prepared, cfg, run.device, run.precision, decode_bleu=run.env.is_main
@@ -116,16 +118,16 @@ def validate_and_save(run: Run) -> dict[str, float]:
         signature = report.bleu.metrics.bleu_signature
         run.log.text("valid/bleu_signature", signature, step)
         logger.info("validation BLEU signature: %s", signature)
-    is_best = run.progress.record(bleu, loss)
+    is_best = run.counters.record(bleu, loss)
     run.log.scalars({f"valid/{k.removeprefix('valid_')}": v for k, v in metrics.items()}, step)
     logger.info(
         "validation at update %d: %s%s",
         step,
         " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
-        " (best)" if is_best else f" ({run.progress.bad_validations} without gain)",
+        " (best)" if is_best else f" ({run.counters.bad_validations} without gain)",
     )
     run.log.event("validation", step, {**metrics, "best": is_best})
-    run.progress.validated_step, run.last_metrics = step, metrics
+    run.counters.validated_update, run.last_metrics = step, metrics
     save(run, is_best=is_best, periodic=True)
     return metrics
 
@@ -135,12 +137,12 @@ def _report(run: Run, meter: Meter, result: StepResult, lr: float) -> None:
     values["lr"] = lr
     if result.grad_norm is not None:
         values["grad_norm"] = result.grad_norm.item()
-    run.log.scalars({f"train/{key}": value for key, value in values.items()}, run.progress.step)
-    run.log.event("train", run.progress.step, {"epoch": run.stream.epoch + 1, **values})
+    run.log.scalars({f"train/{key}": value for key, value in values.items()}, run.counters.update)
+    run.log.event("train", run.counters.update, {"epoch": run.stream.epoch + 1, **values})
     run.log.progress(0, {"loss": f"{values['loss']:.3f}", "tok/s": f"{values['tokens_per_s']:.0f}"})
     logger.info(
         "update %d | epoch %d | loss %.3f | ppl %.2f | lr %.3g | gnorm %.3f | %.0f tok/s",
-        run.progress.step,
+        run.counters.update,
         run.stream.epoch + 1,
         values["loss"],
         values["ppl"],
@@ -152,9 +154,9 @@ def _report(run: Run, meter: Meter, result: StepResult, lr: float) -> None:
 
 def _stop_reason(run: Run, stop: StopOnSignal) -> str | None:
     cfg = run.cfg.train
-    if cfg.max_updates and run.progress.step >= cfg.max_updates:
+    if cfg.max_updates and run.counters.update >= cfg.max_updates:
         return "max_updates"
-    if cfg.patience and run.progress.bad_validations >= cfg.patience:
+    if cfg.patience and run.counters.bad_validations >= cfg.patience:
         return "early stopping"
     out_of_time = cfg.max_time_minutes > 0 and (
         time.monotonic() - run.started > cfg.max_time_minutes * 60
@@ -167,7 +169,7 @@ def _stop_reason(run: Run, stop: StopOnSignal) -> str | None:
 def _late_dropout(run: Run, *, session_start: bool = False) -> None:
     """Switch to train.late_dropout once update train.late_dropout_from is done (checked after
     each update, and at the start of a session that resumes past it)."""
-    cfg, step = run.cfg.train, run.progress.step
+    cfg, step = run.cfg.train, run.counters.update
     if cfg.late_dropout is None:
         return
     if step == cfg.late_dropout_from:
@@ -189,19 +191,19 @@ def _loop(run: Run, stop: StopOnSignal, guard: NonFiniteGuard) -> str:
         batches = run.stream.take(cfg.accum_steps)
         if not batches:
             break
-        log_now = (run.progress.step + 1) % cfg.log_every == 0
+        log_now = (run.counters.update + 1) % cfg.log_every == 0
         lr = run.optimizer.param_groups[0]["lr"]
-        result = run.step(batches, want_grad_norm=log_now)
+        result = run.update_step(batches, want_grad_norm=log_now)
         guard.add(result.finite)
         run.scheduler.step()
-        run.progress.step += 1
+        run.counters.update += 1
         _late_dropout(run)
         meter.add(result.loss, result.nll, result.n_tokens)
         run.log.progress(1)
         if log_now:
             guard.check(run)  # the report below syncs anyway
             _report(run, meter, result, lr)
-        if run.progress.step % cfg.validate_every == 0:
+        if run.counters.update % cfg.validate_every == 0:
             guard.check(run)  # never save weights of a divergence
             validate_and_save(run)
     guard.check(run)
@@ -210,20 +212,20 @@ def _loop(run: Run, stop: StopOnSignal, guard: NonFiniteGuard) -> str:
 
 def _log_stop(run: Run, reason: str, began: float) -> None:
     wall = round(time.monotonic() - began, 1)
-    run.log.event("stop", run.progress.step, {"reason": reason, "wall_seconds": wall})
+    run.log.event("stop", run.counters.update, {"reason": reason, "wall_seconds": wall})
 
 
 def _finish(run: Run, reason: str, stop: StopOnSignal) -> dict[str, float]:
     if reason == "signal":
-        if run.progress.validated_step != run.progress.step:  # else saved by that validation
+        if run.counters.validated_update != run.counters.update:  # else saved by that validation
             save(run, is_best=False, periodic=False)
         logger.warning(
             "stopped by %s at update %d after saving %s; run the same command again to resume",
-            stop.requested, run.progress.step, run.checkpoints.last_path,
+            stop.requested, run.counters.update, run.checkpoints.last_path,
         )  # fmt: skip
         return {}
     # Also after a signal stop: re-running with train.max_updates at its update finishes the run.
-    if run.progress.step > 0 and run.progress.validated_step != run.progress.step:
+    if run.counters.update > 0 and run.counters.validated_update != run.counters.update:
         validate_and_save(run)
     metrics = dict(run.last_metrics)
     if run.env.is_main and (final := write_final_model(run)) is not None:
@@ -242,8 +244,11 @@ def _session_start(run: Run, setup_seconds: float) -> dict[str, object]:
     }
 
 
-def train(cfg: TrainRunConfig) -> dict:
+def train(cfg: TrainRunConfig, start: StartingPoint | None = None) -> dict:
     """Train (or resume) the run in `cfg.run_dir`; return the final metrics.
+
+    `start` is a fine-tune's starting checkpoint (`train.init_from`) when the caller has read it
+    already (it is read once).
 
     Stops at `train.max_updates`, `max_epochs`, `max_time_minutes` (this session's wall time),
     after `patience` validations without a gain in BLEU, or on Ctrl-C/SIGTERM, which first save
@@ -263,10 +268,10 @@ def train(cfg: TrainRunConfig) -> dict:
     env = env_from_torchrun()
     device = init_distributed(env, pick_device(cfg.train.device))
     try:
-        run = build_run(cfg, env, device)
+        run = build_run(cfg, env, device, start)
         with run.log:
             run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
-            run.log.event("start", run.progress.step, _session_start(run, run.started - began))
+            run.log.event("start", run.counters.update, _session_start(run, run.started - began))
             with StopOnSignal() as stop:
                 try:
                     guard = NonFiniteGuard(cfg.train.max_nonfinite_updates, device)
@@ -274,23 +279,26 @@ def train(cfg: TrainRunConfig) -> dict:
                 except DivergenceError:
                     wall = round(time.monotonic() - began, 1)
                     run.log.event(
-                        "stop", run.progress.step, {"reason": "diverged", "wall_seconds": wall}
+                        "stop", run.counters.update, {"reason": "diverged", "wall_seconds": wall}
                     )
                     raise
             # Outside the handler: Ctrl-C during the final validation and test decode stops it.
             elapsed = datetime.timedelta(seconds=round(time.monotonic() - run.started))
             logger.info(
-                "stopped at update %d: %s (%s in this session)", run.progress.step, reason, elapsed
+                "stopped at update %d: %s (%s in this session)",
+                run.counters.update,
+                reason,
+                elapsed,
             )
             _log_stop(run, reason, began)
             metrics = _finish(run, reason, stop)
         return {
-            "step": run.progress.step,
+            "step": run.counters.update,
             "epoch": run.stream.epoch,
             "stop_reason": reason,
             "stop_signal": stop.signum if reason == "signal" else None,
-            "best_bleu": run.progress.best_bleu,
-            "best_loss": run.progress.best_loss,
+            "best_bleu": run.counters.best_bleu,
+            "best_loss": run.counters.best_loss,
             **metrics,
         }
     finally:

@@ -16,30 +16,32 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from transformer.config import TrainRunConfig
-from transformer.data.batching import Batch, EncodedPairs, TokenBatchSampler
+from transformer.data.batching import Batch, EncodedPairs
 from transformer.data.prepare import PreparedData, format_stats, prepare_data
-from transformer.data.tokenizer import META_FILE, PAD_ID
+from transformer.data.sampler import TokenBatchSampler
+from transformer.data.special import PAD_ID
 from transformer.data.vocabulary import resolve_tokenizer_config
 from transformer.model import build_model
+from transformer.run.checkpoint_dir import CheckpointDir, holds_run
+from transformer.run.layout import checkpoints_dir, metrics_path, tensorboard_dir
+from transformer.run.recovery import open_session, set_aside_run
 from transformer.runtime import (
     describe_hardware,
     resolve_precision,
     seed_everything,
     set_rng_state,
 )
-from transformer.training.checkpoint_dir import CheckpointDir, holds_run
-from transformer.training.compiling import compile_for_training
+from transformer.training.compiling import compile_for_training, uses_compile
 from transformer.training.distributed import DistEnv, barrier
-from transformer.training.init_from import start_fine_tune
+from transformer.training.init_from import StartingPoint, start_fine_tune
 from transformer.training.logger import TrainLogger
-from transformer.training.metrics_log import METRICS_FILE
-from transformer.training.optim import build_optimizer, build_scheduler
-from transformer.training.state import (
-    Progress,
+from transformer.training.loop_state import (
+    LoopCounters,
     check_resumable,
     check_vocabulary,
     restore_state,
 )
+from transformer.training.optim import build_optimizer, build_scheduler
 from transformer.training.step import UpdateStep
 
 logger = logging.getLogger(__name__)
@@ -106,28 +108,12 @@ class Run:
     scaler: torch.amp.GradScaler
     sampler: TokenBatchSampler
     stream: BatchStream
-    step: UpdateStep  # holds the DDP/compiled wrapper that training steps run through
-    progress: Progress
+    update_step: UpdateStep  # holds the DDP/compiled wrapper that training steps run through
+    counters: LoopCounters
     log: TrainLogger
     checkpoints: CheckpointDir  # the run folder's checkpoints/, written by rank 0 alone
     started: float = field(default_factory=time.monotonic)
     last_metrics: dict[str, float] = field(default_factory=dict)  # of the latest validation
-
-
-def _set_aside(run_dir: Path, reason: str) -> None:
-    # Starting over: the old checkpoints and event files would mix with the new run's, and the
-    # old vocabulary may come from another corpus, so the fresh run trains its own.
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in ("checkpoints", "tensorboard"):
-        if (run_dir / name).exists():
-            (run_dir / name).rename(run_dir / f"{name}.replaced-{stamp}")
-    tokenizer_files = [run_dir / META_FILE, *run_dir.glob("spm*.model")]
-    old_tokenizer = run_dir / f"tokenizer.replaced-{stamp}"
-    for path in tokenizer_files:
-        if path.is_file():
-            old_tokenizer.mkdir(exist_ok=True)
-            path.rename(old_tokenizer / path.name)
-    logger.warning("%s: starting over; the old run's files are now *.replaced-%s", reason, stamp)
 
 
 def _resume_state(
@@ -137,14 +123,14 @@ def _resume_state(
     folder (readied by rank 0 first), and the state to resume from."""
     run_dir = Path(cfg.run_dir)
     if env.is_main:
-        if not cfg.train.resume and holds_run(run_dir / "checkpoints"):
-            _set_aside(run_dir, "train.resume=false")
-        elif start_over := CheckpointDir(run_dir / "checkpoints").open_session():
-            _set_aside(run_dir, start_over)
+        if not cfg.train.resume and holds_run(checkpoints_dir(run_dir)):
+            set_aside_run(run_dir, "train.resume=false")
+        elif start_over := open_session(CheckpointDir(checkpoints_dir(run_dir))):
+            set_aside_run(run_dir, start_over)
     barrier()  # the other ranks read the folder as rank 0 left it
     # After a folder is set aside (its tokenizer.json with it), before the resume check.
     cfg = resolve_tokenizer_config(cfg)
-    checkpoints = CheckpointDir(run_dir / "checkpoints")
+    checkpoints = CheckpointDir(checkpoints_dir(run_dir))
     state = checkpoints.load_last()
     if state is not None:
         path = checkpoints.last_path
@@ -198,12 +184,15 @@ def _optimization(
 def _wrap(model: nn.Module, cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> nn.Module:
     """DDP first, then torch.compile: compile(DDP(model)) lets DDPOptimizer split the graph at
     bucket boundaries so gradient all-reduces overlap the backward pass."""
-    use_compile = cfg.train.compile if cfg.train.compile is not None else device.type == "cuda"
     wrapped = model
     if env.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         wrapped = DistributedDataParallel(wrapped, device_ids=device_ids)
-    return compile_for_training(wrapped, device) if use_compile else wrapped
+    return (
+        compile_for_training(wrapped, device)
+        if uses_compile(cfg.train.compile, device)
+        else wrapped
+    )
 
 
 def _sampler(pairs: EncodedPairs, cfg: TrainRunConfig, env: DistEnv) -> TokenBatchSampler:
@@ -239,11 +228,16 @@ def _update_step(
     )
 
 
-def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
-    """Prepare data, build and (when resuming) restore every state, wrap for DDP/compile."""
+def build_run(
+    cfg: TrainRunConfig, env: DistEnv, device: torch.device, start: StartingPoint | None = None
+) -> Run:
+    """Prepare data, build and (when resuming) restore every state, wrap for DDP/compile.
+
+    `start` is a fine-tune's starting checkpoint when the caller has read it already.
+    """
     cfg, checkpoints, resume = _resume_state(cfg, env)
     fine_tune = cfg.train.init_from is not None and resume is None
-    initial = start_fine_tune(cfg, write=env.is_main) if fine_tune else None  # before _prepare
+    initial = start_fine_tune(cfg, env.is_main, start) if fine_tune else None  # before _prepare
     seed_everything(cfg.train.seed + env.rank)  # ranks draw different dropout masks
     precision = resolve_precision(cfg.train.precision, device)
     if device.type == "cuda":
@@ -261,10 +255,10 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     pairs = EncodedPairs.from_dataset(prepared.splits["train"], prepared.lengths.get("train"))
     sampler = _sampler(pairs, cfg, env)
-    progress = Progress()
+    counters = LoopCounters()
     if resume is not None:
         check_vocabulary(resume, tokenizer, checkpoints.last_path, Path(cfg.run_dir))
-        progress, rng = restore_state(
+        counters, rng = restore_state(
             resume, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
             sampler=sampler, rank=env.rank, world_size=env.world_size,
         )  # fmt: skip
@@ -284,14 +278,14 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
         scaler=scaler,
         sampler=sampler,
         stream=BatchStream(pairs, sampler, PAD_ID, cfg.train.max_epochs),
-        step=_update_step(model, optimizer, scaler, cfg, env, device, precision),
-        progress=progress,
+        update_step=_update_step(model, optimizer, scaler, cfg, env, device, precision),
+        counters=counters,
         log=TrainLogger(
-            Path(cfg.run_dir) / "tensorboard",
+            tensorboard_dir(cfg.run_dir),
             enabled=env.is_main,
             total_updates=cfg.train.max_updates or None,
-            initial_update=progress.step,
-            metrics_path=Path(cfg.run_dir) / METRICS_FILE,
+            initial_update=counters.update,
+            metrics_path=metrics_path(cfg.run_dir),
         ),
         checkpoints=checkpoints,
     )

@@ -17,8 +17,9 @@ from torch import nn
 
 from transformer.checkpoint import FORMAT_VERSION, unwrap_model
 from transformer.config import TrainRunConfig
-from transformer.data.batching import TokenBatchSampler
+from transformer.data.sampler import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
+from transformer.errors import UserError
 from transformer.training.optim import restore_schedule
 
 logger = logging.getLogger(__name__)
@@ -33,19 +34,19 @@ _DEFINING_TRAIN_KEYS = ("max_train_pairs",)
 _EXACTNESS_TRAIN_KEYS = ("max_tokens", "seed", "accum_steps")
 
 
-class ResumeError(RuntimeError):
+class ResumeError(UserError, RuntimeError):
     """The run folder's checkpoint belongs to a different model, data or tokenizer config."""
 
 
 @dataclass
-class Progress:
+class LoopCounters:
     """Counters of the loop that a checkpoint carries besides the module states."""
 
-    step: int = 0
+    update: int = 0  # updates done (a checkpoint's "step")
     best_bleu: float = -math.inf
     best_loss: float = math.inf
     bad_validations: int = 0
-    validated_step: int = -1  # the update of the latest validation
+    validated_update: int = -1  # the update of the latest validation
 
     def record(self, bleu: float | None, loss: float) -> bool:
         """Count a validation; return True when it is the best so far (BLEU, else loss)."""
@@ -133,7 +134,7 @@ def checkpoint_state(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
     sampler: TokenBatchSampler,
-    progress: Progress,
+    counters: LoopCounters,
     rng_ranks: list[dict],
     cfg: TrainRunConfig,
     tokenizer: Tokenizer,
@@ -145,15 +146,15 @@ def checkpoint_state(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-        "step": progress.step,
+        "step": counters.update,
         "epoch": sampler_state["epoch"],
         "sampler": sampler_state,
         "rng": rng_ranks[0],
         "rng_ranks": rng_ranks,
-        "best_bleu": progress.best_bleu,
-        "best_loss": progress.best_loss,
-        "bad_validations": progress.bad_validations,
-        "validated_step": progress.validated_step,
+        "best_bleu": counters.best_bleu,
+        "best_loss": counters.best_loss,
+        "bad_validations": counters.bad_validations,
+        "validated_step": counters.validated_update,
         "config": dataclasses.asdict(cfg),
         "tokenizer": tokenizer.state_dict(),
         "tokenizer_sha256": tokenizer.fingerprint,
@@ -216,7 +217,7 @@ def restore_state(
     sampler: TokenBatchSampler,
     rank: int,
     world_size: int,
-) -> tuple[Progress, dict]:
+) -> tuple[LoopCounters, dict]:
     """Load module, optimizer and data states; return the counters and this rank's RNG state.
 
     Call before wrapping the model in DDP or torch.compile.
@@ -235,14 +236,14 @@ def restore_state(
             world_size,
             len(rng_ranks),
         )
-    progress = Progress(
-        step=state["step"],
+    counters = LoopCounters(
+        update=state["step"],
         best_bleu=state["best_bleu"],
         best_loss=state["best_loss"],
         bad_validations=state["bad_validations"],
-        validated_step=state.get("validated_step", -1),  # absent before final.pt existed
+        validated_update=state.get("validated_step", -1),  # absent before final.pt existed
     )
-    return progress, rng_ranks[rank % len(rng_ranks)]
+    return counters, rng_ranks[rank % len(rng_ranks)]
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:

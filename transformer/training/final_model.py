@@ -3,7 +3,7 @@
 final.pt is the average of the last `train.average_last` kept checkpoints, unless the best state
 scored higher on validation (BLEU, or loss when BLEU is off): a short run's average reaches back
 to early, weaker checkpoints. Without averaging it is the best state. Both are the manifest's
-(`transformer.training.checkpoint_dir`); a new save makes final.pt stale and removes it.
+(`transformer.run.checkpoint_dir`); a new save makes final.pt stale and removes it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from transformer.checkpoint import average_checkpoints, load_checkpoint
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.evaluation.metrics import format_metrics
 from transformer.model import build_model
-from transformer.training.checkpoint_dir import Entry
-from transformer.training.setup import Run
-from transformer.training.state import final_state
+from transformer.run.manifest import Entry
+from transformer.training.loop_state import final_state
+from transformer.training.session import Run
 from transformer.training.validation import evaluate_split, validate
 
 logger = logging.getLogger(__name__)
@@ -51,10 +51,10 @@ def _choose_weights(run: Run, model: nn.Module) -> tuple[dict[str, torch.Tensor]
     report = validate(model, run.prepared, cfg, run.device, run.precision)
     steps = ", ".join(str(entry.step) for entry in kept)
     if report.bleu is not None:
-        name, average, best_score = "BLEU", report.bleu.metrics.bleu, run.progress.best_bleu
+        name, average, best_score = "BLEU", report.bleu.metrics.bleu, run.counters.best_bleu
         average_wins = average >= best_score
     else:
-        name, average, best_score = "loss", report.loss.loss, run.progress.best_loss
+        name, average, best_score = "loss", report.loss.loss, run.counters.best_loss
         average_wins = average <= best_score
     logger.info(
         "final model: validation %s %.4g for the average of updates %s, %.4g for %s",
@@ -85,7 +85,7 @@ def write_final_model(run: Run) -> tuple[nn.Module, str] | None:
     weights, description = _choose_weights(run, model)
     model.load_state_dict(weights)
     state = final_state(
-        weights, step=run.progress.step, description=description, cfg=run.cfg, tokenizer=tokenizer
+        weights, step=run.counters.update, description=description, cfg=run.cfg, tokenizer=tokenizer
     )
     path = checkpoints.save_final(state, description)
     logger.info("saved %s: %s", path, description)
@@ -100,6 +100,6 @@ def evaluate_test(run: Run, model: nn.Module, description: str) -> dict[str, flo
         model, run.prepared.tokenizer, run.cfg.decode, run.device, run.prepared.splits["test"]
     )
     scores = {"bleu": metrics.bleu, "bleu_lowercase": metrics.bleu_lowercase, "chrf": metrics.chrf}
-    run.log.scalars({f"test/{key}": value for key, value in scores.items()}, run.progress.step)
+    run.log.scalars({f"test/{key}": value for key, value in scores.items()}, run.counters.update)
     logger.info("test (%s, %s):\n%s", run.cfg.data.test_split, description, format_metrics(metrics))
     return {f"test_{key}": value for key, value in scores.items()}
