@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tiny import tiny_train_config
 
-from transformer.data import corpus
+from transformer.data import cache_folder, corpus
 from transformer.data.corpus import file_sha256, read_split
 from transformer.data.prepare import prepare_data
 
@@ -85,3 +85,19 @@ def test_a_damaged_encoded_cache_is_encoded_again(
     else:
         target.write_bytes(target.read_bytes()[:64])
     assert prepare_data(cfg).splits["train"]["src_ids"][:] == before
+
+
+def test_temporary_files_of_a_killed_run_are_removed_unless_the_cache_is_in_use(
+    tiny_parallel_corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = tiny_train_config(tiny_parallel_corpus["dir"], tmp_path / "run")
+    cache = tmp_path / "cache"
+    leftovers = [cache / "encoded" / "tmpab12cd", cache / "pairs" / ".files-x.arrow.1234.tmp"]
+    with cache_folder.cache_in_use(cache):  # another process preparing: its files are live
+        for path in leftovers:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"partial")
+        prepare_data(cfg)
+        assert all(path.exists() for path in leftovers)
+    prepare_data(cfg)
+    assert not any(path.exists() for path in leftovers)

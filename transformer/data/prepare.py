@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transformer.config import DataConfig, TrainRunConfig
+from transformer.data.cache_folder import cache_in_use
 from transformer.data.batching import EncodedPairs, TokenBatchSampler, collated_lengths
 from transformer.data.corpus import PATH_KEYS, CorpusError, CorpusSplit, corpus_splits, read_split
 from transformer.data.tokenizer import Tokenizer
@@ -273,6 +274,11 @@ def prepare_data(cfg: TrainRunConfig) -> PreparedData:
         ValueError: The run folder holds a tokenizer trained with other settings or on another
             training corpus.
     """
+    with cache_in_use(cfg.data.cache_dir):
+        return _prepare(cfg)
+
+
+def _prepare(cfg: TrainRunConfig) -> PreparedData:
     data = cfg.data
     raw = {name: read_split(data, name) for name in corpus_splits(data)}
     for name, split in raw.items():
