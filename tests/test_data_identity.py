@@ -3,15 +3,22 @@ keeps size and mtime is seen), cache folders are shared safely, and a damaged ca
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from pathlib import Path
 
 import pytest
-from tiny import tiny_train_config
+import torch
+from tiny import tiny_assets, tiny_train_config, write_checkpoint, write_tiny_parallel_corpus
 
+from transformer.checkpoint import load_checkpoint
+from transformer.commands.evaluate import main as evaluate_main
 from transformer.data import cache_folder, corpus
-from transformer.data.corpus import file_sha256, read_split
+from transformer.data.corpus import file_sha256, read_split, source_record
 from transformer.data.prepare import prepare_data
+from transformer.training import trainer
+from transformer.training.state import ResumeError
 
 
 def _same_size_edit(path: Path) -> None:
@@ -101,3 +108,57 @@ def test_temporary_files_of_a_killed_run_are_removed_unless_the_cache_is_in_use(
         assert all(path.exists() for path in leftovers)
     prepare_data(cfg)
     assert not any(path.exists() for path in leftovers)
+
+
+@pytest.mark.slow
+def test_a_fine_tune_refuses_to_resume_on_a_changed_corpus(tmp_path: Path) -> None:
+    base_corpus = write_tiny_parallel_corpus(tmp_path / "base_corpus")
+    trainer.train(tiny_train_config(base_corpus["dir"], tmp_path / "base", max_updates=5))
+    corpus = write_tiny_parallel_corpus(tmp_path / "corpus")
+    tuned = tmp_path / "tuned"
+
+    def fine_tune(updates: int) -> dict:
+        cfg = tiny_train_config(
+            corpus["dir"], tuned, max_updates=updates, init_from=str(tmp_path / "base")
+        )
+        return trainer.train(cfg)
+
+    assert fine_tune(5)["step"] == 5
+    before = file_sha256(corpus["train.en"])
+    _same_size_edit(corpus["train.en"])
+    with pytest.raises(ResumeError, match="trained on other data") as error:
+        fine_tune(10)
+    message = str(error.value)
+    assert str(corpus["train.en"]) in message
+    assert before[:16] in message and file_sha256(corpus["train.en"])[:16] in message
+    stored = load_checkpoint(tuned / "checkpoints" / "last.pt")["data_sources"]["train"]
+    assert stored["files"][str(corpus["train.en"])] == before  # the path as given, its hash
+
+
+def test_evaluate_names_the_files_it_read_and_refuses_other_files_at_the_same_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    corpus = write_tiny_parallel_corpus(tmp_path / "here" / "corpus")
+    model, tokenizer, cfg = tiny_assets(corpus)
+    cfg.data = dataclasses.replace(
+        cfg.data, test_path="corpus/test.{lang}", cache_dir=str(tmp_path / "cache")
+    )  # relative, as a user types it
+    monkeypatch.chdir(tmp_path / "here")
+    ckpt = write_checkpoint(tmp_path / "run" / "last.pt", model, tokenizer, cfg)
+    state = torch.load(ckpt, weights_only=True)
+    state["data_sources"] = {"test": source_record(read_split(cfg.data, "test"))}
+    torch.save(state, ckpt)
+    out = ["--out-dir", str(tmp_path / "eval"), "--max-sentences", "2"]
+    assert evaluate_main([str(ckpt), *out]) == 0
+    (report,) = (tmp_path / "eval").glob("*.json")
+    files = json.loads(report.read_text("utf-8"))["data_files"]
+    test_en = corpus["test.en"].resolve()
+    assert files[str(test_en)] == file_sha256(test_en)
+    other = write_tiny_parallel_corpus(tmp_path / "elsewhere" / "corpus")
+    _same_size_edit(other["test.en"])
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert evaluate_main([str(ckpt), *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "corpus/test.en has sha256" in err
+    assert file_sha256(test_en)[:16] in err and file_sha256(other["test.en"])[:16] in err

@@ -48,6 +48,7 @@ class LoadedModel:
         averaged: the checkpoints averaged into `model` ([] for `source` as it is).
         ensemble: the checkpoints decoded together with `source`.
         description: the checkpoint's own account of its weights (final.pt has one).
+        data_sources: what the run read each split from (files with their sha256), if recorded.
     """
 
     source: Path
@@ -59,6 +60,7 @@ class LoadedModel:
     averaged: list[Path] = field(default_factory=list)
     ensemble: list[Path] = field(default_factory=list)
     description: str | None = None
+    data_sources: dict = field(default_factory=dict)
 
     def translator(
         self,
@@ -180,6 +182,7 @@ def load_model(
     averaged = checkpoints_to_average(checkpoint, average, average_last)
     state = load_checkpoint(checkpoint)
     description = state.get("description")
+    data_sources = state.get("data_sources") or {}
     model, tokenizer, cfg = model_from_state(state, checkpoint, torch_device)
     del state  # its weights are in the model now
     if averaged:
@@ -203,4 +206,5 @@ def load_model(
         averaged=averaged,
         ensemble=members,
         description=description,
+        data_sources=data_sources,
     )

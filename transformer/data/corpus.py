@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,6 +42,7 @@ __all__ = [
     "load_corpus",
     "load_split",
     "read_split",
+    "source_record",
     "split_name",
 ]
 
@@ -91,6 +92,31 @@ def file_sha256(path: Path) -> str:
         while block := file.read(HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def source_record(split: CorpusSplit) -> dict[str, Any]:
+    """What a split was read from, as checkpoints record it: origin, identity of the pairs, and
+    each file's path (as the config gives it) with the sha256 of its bytes."""
+    return {"origin": split.origin, "identity": split.identity, "files": dict(split.files)}
+
+
+def changed_data(recorded: dict, current: dict) -> list[str]:
+    """How a split's data differs from what was recorded ([] when it is the same, or when
+    nothing was recorded): each changed file with both sha256, or both identities."""
+    if not recorded:
+        return []
+    old_files, new_files = recorded.get("files") or {}, current.get("files") or {}
+    changed = [
+        f"{path} has sha256 {new_files.get(path, 'missing')[:16]} but had {sha[:16]}"
+        for path, sha in old_files.items()
+        if new_files.get(path) != sha
+    ]
+    if changed or recorded["identity"] == current["identity"]:
+        return changed
+    return [
+        f"{current['origin']} has identity {current['identity'][:16]} but had "
+        f"{recorded['identity'][:16]}"
+    ]
 
 
 def _from_pairs(pairs: TextPairs) -> CorpusSplit:

@@ -22,7 +22,14 @@ import pyarrow.compute as pc
 from transformer.config import DataConfig, TrainRunConfig
 from transformer.data.cache_folder import cache_in_use
 from transformer.data.batching import EncodedPairs, TokenBatchSampler, collated_lengths
-from transformer.data.corpus import PATH_KEYS, CorpusError, CorpusSplit, corpus_splits, read_split
+from transformer.data.corpus import (
+    PATH_KEYS,
+    CorpusError,
+    CorpusSplit,
+    corpus_splits,
+    read_split,
+    source_record,
+)
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer
 
@@ -76,13 +83,20 @@ class CorpusStats:
 
 @dataclass
 class PreparedData:
-    """The tokenizer, the encoded splits (src, tgt, src_ids, tgt_ids), their statistics, and the
-    (src, tgt) piece counts of each split's rows as int32 arrays."""
+    """The tokenizer, the encoded splits (src, tgt, src_ids, tgt_ids), their statistics, the
+    (src, tgt) piece counts of each split's rows as int32 arrays, and what each split was read
+    from (`data_sources`, which checkpoints record)."""
 
     tokenizer: Tokenizer
     splits: dict[str, datasets.Dataset]
     stats: CorpusStats
     lengths: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def data_sources(raw: dict[str, CorpusSplit]) -> dict[str, dict[str, Any]]:
+    """Per split, what it was read from (`transformer.data.corpus.source_record`)."""
+    return {name: source_record(split) for name, split in raw.items()}
 
 
 def _encode_batch(
@@ -307,7 +321,7 @@ def _prepare(cfg: TrainRunConfig) -> PreparedData:
         train_batches=n_batches,
         train_padding=padding,
     )
-    return PreparedData(tokenizer, splits, corpus_stats, lengths)
+    return PreparedData(tokenizer, splits, corpus_stats, lengths, data_sources(raw))
 
 
 def format_stats(stats: CorpusStats) -> str:

@@ -12,7 +12,14 @@ from typing import Any
 import torch
 
 from transformer.config import DataConfig
-from transformer.data.corpus import load_split
+from transformer.data.corpus import (
+    CorpusError,
+    CorpusSplit,
+    changed_data,
+    load_split,
+    read_split,
+    source_record,
+)
 from transformer.data.corpus import split_name as split_name  # for the inference commands
 from transformer.data.text_files import read_lines
 from transformer.decoding.translator import Translator
@@ -53,6 +60,29 @@ def split_texts(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
     """
     dataset = load_split(cfg, split)
     return list(dataset["src"]), list(dataset["tgt"])
+
+
+def read_recorded_split(
+    cfg: DataConfig, split: str, recorded: dict[str, dict], model: str
+) -> tuple[CorpusSplit, dict[str, str]]:
+    """A corpus split, checked against what the run that trained `model` read for it, and the
+    files read ({absolute path: sha256}) for the report.
+
+    A run's relative data paths resolve against the current folder: from another folder they may
+    name other files, which are refused rather than scored.
+
+    Raises:
+        CorpusError: the split cannot be read, or its files differ from the recorded ones.
+    """
+    read = read_split(cfg, split)
+    # A user's files only: a hub corpus' identity is its `datasets` fingerprint, not its bytes.
+    changed = changed_data(recorded.get(split, {}), source_record(read)) if read.files else []
+    if changed:
+        raise CorpusError(
+            f"{'; '.join(changed)} when {model} was trained (paths resolve against {Path.cwd()}): "
+            "run from the folder the run was trained in, or give the files with --src and --ref."
+        )
+    return read, {str(Path(path).resolve()): sha for path, sha in read.files.items()}
 
 
 def check_aligned(sources: list[str], refs: list[str], src_name: str, ref_name: str) -> None:

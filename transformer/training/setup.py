@@ -36,6 +36,7 @@ from transformer.training.metrics_log import METRICS_FILE
 from transformer.training.optim import build_optimizer, build_scheduler
 from transformer.training.state import (
     Progress,
+    check_data,
     check_resumable,
     check_vocabulary,
     restore_state,
@@ -264,6 +265,7 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
     progress = Progress()
     if resume is not None:
         check_vocabulary(resume, tokenizer, checkpoints.last_path, Path(cfg.run_dir))
+        check_data(resume, prepared.sources, checkpoints.last_path)
         progress, rng = restore_state(
             resume, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
             sampler=sampler, rank=env.rank, world_size=env.world_size,

@@ -90,6 +90,7 @@ def save(run: Run, *, is_best: bool, periodic: bool) -> None:
         rng_ranks=rng_ranks,
         cfg=run.cfg,
         tokenizer=run.prepared.tokenizer,
+        data_sources=run.prepared.sources,
     )
     run.checkpoints.save(
         state, is_best=is_best, periodic=periodic, keep_last=run.cfg.train.keep_last
