@@ -7,7 +7,7 @@ updates move to RUN_DIR/checkpoints/later-than-N.<time>/ (nothing is deleted).
 
 import sys
 
-from transformer.training.fork import fork_main
+from transformer.run.fork import fork_main
 
 if __name__ == "__main__":
     sys.exit(fork_main())

@@ -17,7 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from transformer.training.metrics_log import METRICS_FILE, read_events, summarize
+from transformer.run.layout import METRICS_FILE
+from transformer.run.metrics_log import read_events, summarize
 
 
 def rows(run: Path) -> list[dict]:

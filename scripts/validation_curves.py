@@ -15,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from transformer.training.metrics_log import METRICS_FILE, read_events, validation_curve
+from transformer.run.layout import METRICS_FILE
+from transformer.run.metrics_log import read_events, validation_curve
 
 METRICS = ("bleu", "loss", "ppl")
 

@@ -28,9 +28,10 @@ from transformer.config import (
     TrainRunConfig,
 )
 from transformer.data.vocabulary import DEFAULT_INPUT_SENTENCE_SIZE
+from transformer.run.checkpoint_dir import CheckpointDir
+from transformer.run.fork import fork
+from transformer.run.lookup import averaging_candidates, resolve_checkpoint
 from transformer.training import trainer
-from transformer.training.checkpoint_dir import CheckpointDir
-from transformer.training.checkpoint_lookup import averaging_candidates, resolve_checkpoint
 from transformer.training.divergence import DivergenceError
 from transformer.training.state import ResumeError
 
@@ -74,7 +75,7 @@ class Crash(BaseException):
     """A process dying in the middle of a save (not an Exception: nothing may catch it)."""
 
 
-SAVE_STEPS = ["_write_state", "_link", "_publish", "_collect"]
+SAVE_STEPS = ["write_state", "link", "publish", "collect"]
 
 
 @pytest.mark.parametrize("crash_after", [1, 2, 3, 4, 5, 6])
@@ -181,7 +182,7 @@ def test_fork_sets_later_updates_and_a_later_best_aside(tmp_path: Path) -> None:
     checkpoints = CheckpointDir(tmp_path)
     for step, best in ((5, False), (10, True), (15, False)):
         checkpoints.save(_state(step, step), is_best=best, periodic=True, keep_last=3)
-    checkpoints.fork(5)
+    fork(checkpoints, 5)
     assert checkpoints.last.step == 5 and checkpoints.best is None
     assert [e.step for e in checkpoints.kept] == [5]
     assert (

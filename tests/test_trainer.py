@@ -30,11 +30,11 @@ from transformer.data.batching import EncodedPairs, TokenBatchSampler
 from transformer.data.tokenizer import PAD_ID
 from transformer.data.vocabulary import DEFAULT_INPUT_SENTENCE_SIZE, resolve_tokenizer_config
 from transformer.model import build_model
+from transformer.run.checkpoint_dir import CheckpointDir
+from transformer.run.fork import fork_main
+from transformer.run.metrics_log import config_hash
 from transformer.runtime import describe_hardware
 from transformer.training import final, trainer
-from transformer.training.checkpoint_dir import CheckpointDir
-from transformer.training.fork import fork_main
-from transformer.training.metrics_log import config_hash
 from transformer.training.setup import BatchStream
 from transformer.training.state import Progress, ResumeError, check_resumable
 from transformer.training.step import UpdateStep

@@ -9,7 +9,7 @@ that wrote it), "format_version", and for resuming "optimizer", "scheduler", "sc
 "config", "tokenizer", "tokenizer_sha256", "run_id", "format_version", "step" and a
 "description" of the model, and nothing for resuming. A checkpoint holds only tensors and plain
 values, so it loads with `torch.load(weights_only=True)`. File names and the run folder's
-layout belong to `transformer.training.checkpoint_dir`.
+layout belong to `transformer.run`.
 """
 
 from __future__ import annotations

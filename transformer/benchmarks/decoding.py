@@ -30,8 +30,8 @@ from transformer.export.ct2_translator import CT2Translator
 from transformer.export.folder import export_checkpoint
 from transformer.loading import load_model
 from transformer.model import Seq2SeqTransformer, build_model
+from transformer.run.lookup import resolve_checkpoint
 from transformer.runtime import cpu_name
-from transformer.training.checkpoint_lookup import resolve_checkpoint
 
 CPU = torch.device("cpu")
 COMPUTE_TYPES = ("float32", "int8_float32", "int8")

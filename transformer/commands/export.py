@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transformer.commands.arguments import guarded, setup_logging
 from transformer.export.folder import DEFAULT_QUANTIZATION, QUANTIZATIONS, export_checkpoint
-from transformer.training.checkpoint_lookup import resolve_checkpoint
+from transformer.run.lookup import resolve_checkpoint
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -18,12 +18,12 @@ from pathlib import Path
 from transformer.checkpoint import load_checkpoint, run_config_from_checkpoint
 from transformer.config import TrainRunConfig
 from transformer.data.tokenizer import Tokenizer
-from transformer.training.checkpoint_dir import LAST
-from transformer.training.checkpoint_lookup import resolve_checkpoint
+from transformer.run.layout import INIT_FROM_RECORD, LAST, checkpoints_dir
+from transformer.run.lookup import resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
-RECORD_FILE = "init_from.json"
+RECORD_FILE = INIT_FROM_RECORD
 MAY_CHANGE = ("dropout", "attn_dropout", "ff_dropout")  # model keys a fine-tune may set anew
 _SECTIONS = ("model", "tokenizer")
 
@@ -66,7 +66,7 @@ def fine_tune_config(cfg: TrainRunConfig, explicit: set[str]) -> TrainRunConfig:
         CheckpointError: the checkpoint cannot be read.
     """
     assert cfg.train.init_from is not None
-    own = Path(cfg.run_dir) / "checkpoints" / LAST
+    own = checkpoints_dir(cfg.run_dir) / LAST
     # A folder that already holds the fine-tuned run resumes from its own last state, whose model
     # and tokenizer are the ones to keep, even after the starting checkpoint is gone.
     resuming = cfg.train.resume and own.is_file()

@@ -21,8 +21,8 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from transformer.run.metrics_log import MetricsLog
 from transformer.training.distributed import all_reduce_sum
-from transformer.training.metrics_log import MetricsLog
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class TrainLogger:
             file_writer.add_summary(summary)
 
     def event(self, name: str, update: int, fields: dict[str, object]) -> None:
-        """Append an event to metrics.jsonl (`transformer.training.metrics_log` lists them)."""
+        """Append an event to metrics.jsonl (`transformer.run.metrics_log` lists them)."""
         self._metrics.write(name, update, fields)
 
     def progress(self, updates: int, postfix: dict[str, str] | None = None) -> None:

@@ -21,18 +21,19 @@ from transformer.data.prepare import PreparedData, format_stats, prepare_data
 from transformer.data.tokenizer import META_FILE, PAD_ID
 from transformer.data.vocabulary import resolve_tokenizer_config
 from transformer.model import build_model
+from transformer.run.checkpoint_dir import CheckpointDir, holds_run
+from transformer.run.layout import checkpoints_dir, metrics_path, tensorboard_dir
+from transformer.run.recovery import open_session
 from transformer.runtime import (
     describe_hardware,
     resolve_precision,
     seed_everything,
     set_rng_state,
 )
-from transformer.training.checkpoint_dir import CheckpointDir, holds_run
 from transformer.training.compiling import compile_for_training
 from transformer.training.distributed import DistEnv, barrier
 from transformer.training.init_from import start_fine_tune
 from transformer.training.logger import TrainLogger
-from transformer.training.metrics_log import METRICS_FILE
 from transformer.training.optim import build_optimizer, build_scheduler
 from transformer.training.state import (
     Progress,
@@ -138,14 +139,14 @@ def _resume_state(
     folder (readied by rank 0 first), and the state to resume from."""
     run_dir = Path(cfg.run_dir)
     if env.is_main:
-        if not cfg.train.resume and holds_run(run_dir / "checkpoints"):
+        if not cfg.train.resume and holds_run(checkpoints_dir(run_dir)):
             _set_aside(run_dir, "train.resume=false")
-        elif start_over := CheckpointDir(run_dir / "checkpoints").open_session():
+        elif start_over := open_session(CheckpointDir(checkpoints_dir(run_dir))):
             _set_aside(run_dir, start_over)
     barrier()  # the other ranks read the folder as rank 0 left it
     # After a folder is set aside (its tokenizer.json with it), before the resume check.
     cfg = resolve_tokenizer_config(cfg)
-    checkpoints = CheckpointDir(run_dir / "checkpoints")
+    checkpoints = CheckpointDir(checkpoints_dir(run_dir))
     state = checkpoints.load_last()
     if state is not None:
         path = checkpoints.last_path
@@ -289,11 +290,11 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
         step=_update_step(model, optimizer, scaler, cfg, env, device, precision),
         progress=progress,
         log=TrainLogger(
-            Path(cfg.run_dir) / "tensorboard",
+            tensorboard_dir(cfg.run_dir),
             enabled=env.is_main,
             total_updates=cfg.train.max_updates or None,
             initial_update=progress.step,
-            metrics_path=Path(cfg.run_dir) / METRICS_FILE,
+            metrics_path=metrics_path(cfg.run_dir),
         ),
         checkpoints=checkpoints,
     )

@@ -16,6 +16,7 @@ import time
 from types import FrameType, TracebackType
 
 from transformer.config import TrainRunConfig
+from transformer.run.metrics_log import config_hash
 from transformer.runtime import describe_hardware, pick_device, rng_state
 from transformer.training.distributed import (
     all_gather_objects,
@@ -28,7 +29,6 @@ from transformer.training.distributed import (
 from transformer.training.divergence import DivergenceError, NonFiniteGuard
 from transformer.training.final import evaluate_test, write_final_model
 from transformer.training.logger import Meter, flat_hparams
-from transformer.training.metrics_log import config_hash
 from transformer.training.setup import Run, build_run
 from transformer.training.state import checkpoint_state
 from transformer.training.step import StepResult
