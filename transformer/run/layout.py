@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformer.checkpoint import CheckpointError
+
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
 LAST, BEST, FINAL = "last.pt", "best.pt", "final.pt"
@@ -22,6 +24,22 @@ TRAIN_LOG = "train.log"
 INIT_FROM_RECORD = "init_from.json"
 # Folders saved before manifests named their periodic states by update: checkpoint_<update>.pt.
 LEGACY_PERIODIC = "checkpoint_*.pt"
+
+
+def confined(folder: Path, name: str, source: Path) -> Path:
+    """`folder / name`, resolved, if it stays inside `folder` (what `source` names is data).
+
+    Raises:
+        CheckpointError: the path leads outside `folder` (`..`, an absolute path, a symlink).
+    """
+    inside = folder.resolve()
+    path = (folder / name).resolve()
+    if path.parent != inside:
+        raise CheckpointError(
+            f"{source} names {name!r}, which leads outside {folder} ({path}); nothing was "
+            "changed. A run folder from elsewhere may be crafted: fix or delete that file."
+        )
+    return folder / name
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
