@@ -128,6 +128,23 @@ def _quiet_other_ranks() -> None:
         logging.getLogger().setLevel(logging.WARNING)
 
 
+def hold_run_folder(run_dir: str | Path, command: str) -> None:
+    """Take the run folder's writer lock (`transformer.run.lock`): rank 0 for every rank.
+
+    Raises:
+        SystemExit: (status 2) another process holds it; the line names its pid.
+    """
+    from transformer.run.lock import RunFolderBusy
+    from transformer.run.lock import hold_run_folder as hold
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    try:
+        hold(run_dir, command)
+    except RunFolderBusy as error:
+        _fail(str(error))
+
+
 def train(cfg: DictConfig) -> dict:
     """The job of `tmt-train`: convert the config, then train.
 
@@ -145,6 +162,7 @@ def train(cfg: DictConfig) -> dict:
             run_cfg = fine_tune_config(run_cfg, command_line_keys(list(hydra_cfg.overrides.task)))
         except (ValueError, CheckpointError) as error:
             _fail(f"config error: {error}")
+    hold_run_folder(run_cfg.run_dir, "tmt-train")  # after the checks, before any write of ours
     logger.info("run folder: %s", run_cfg.run_dir)
     result = guarded(lambda: run_training(run_cfg))
     if result["stop_signal"] is not None:  # so that `train && evaluate` and schedulers can tell
@@ -157,29 +175,38 @@ def prepare(cfg: DictConfig) -> None:
     from transformer.data.prepare import format_stats, prepare_data
 
     run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
+    hold_run_folder(run_cfg.run_dir, "tmt-prepare")
     prepared = guarded(lambda: prepare_data(run_cfg))
     print(format_stats(prepared.stats))
 
 
-def _check_overrides(argv: list[str]) -> None:
+def _check_overrides(argv: list[str]) -> Path | None:
     """Compose the config once before Hydra runs the job, so that a misspelt key or a bad value
     is one line and exit status 2 rather than Hydra's multi-line report and status 1.
 
     A command line with Hydra's own flags (`-m`, `--cfg job`, ...) is left to Hydra.
+
+    Returns:
+        The run folder the command will use (None when left to Hydra).
     """
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     if any(arg.startswith("-") for arg in argv):
-        return
+        return None
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            compose(config_name="train", overrides=argv)
+            composed = compose(config_name="train", overrides=argv, return_hydra_config=True)
+            run_dir = Path(OmegaConf.to_container(composed.hydra.run, resolve=True)["dir"])
+            to_run_config(compose(config_name="train", overrides=argv), str(run_dir))  # values
     except (HydraException, OmegaConfBaseException) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         _fail(_override_message(error))
+    if run_dir.exists() and not run_dir.is_dir():
+        _fail(f"hydra.run.dir={run_dir} is a file, not a folder; name a folder for the run.")
+    return run_dir
 
 
 def _override_message(error: Exception) -> str:
@@ -195,7 +222,7 @@ def _override_message(error: Exception) -> str:
     return f"{first} (see transformer/config.py and configs/ for the keys and their types)"
 
 
-def _run_hydra(job: Callable[[DictConfig], object], job_name: str) -> None:
+def _run_hydra(job: Callable[[DictConfig], object], job_name: str, command: str) -> None:
     """Run `job` as a Hydra job over configs/train.yaml, with the overrides in sys.argv.
 
     Hydra names the job, and so its log file, after the module that holds `job`: this one, for
@@ -209,16 +236,18 @@ def _run_hydra(job: Callable[[DictConfig], object], job_name: str) -> None:
         )
         raise SystemExit(2)
     register_configs()
-    _check_overrides(sys.argv[1:])
+    run_dir = _check_overrides(sys.argv[1:])
+    if run_dir is not None:  # before Hydra writes .hydra/ and the log there (the job takes it
+        hold_run_folder(run_dir, command)  # too, for the folder Hydra actually made)
     sys.argv += [f"hydra.job.name={job_name}", *rank_overrides()]
     hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(job)()
 
 
 def train_main() -> None:
     """`tmt-train [key=value ...]`: train, or resume the run in the run folder."""
-    _run_hydra(train, "train")
+    _run_hydra(train, "train", "tmt-train")
 
 
 def prepare_main() -> None:
     """`tmt-prepare [key=value ...]`: fetch the corpus, train the tokenizer, print statistics."""
-    _run_hydra(prepare, "prepare_data")
+    _run_hydra(prepare, "prepare_data", "tmt-prepare")

@@ -11,6 +11,7 @@ from pathlib import Path
 from transformer.checkpoint import CheckpointError
 from transformer.run.checkpoint_dir import CheckpointDir
 from transformer.run.layout import FINAL, LAST, MANIFEST, checkpoints_dir
+from transformer.run.lock import RunFolderBusy, hold_run_folder
 from transformer.run.manifest import Manifest
 from transformer.run.upgrade import adopt_legacy
 
@@ -62,8 +63,11 @@ def fork_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if not args.run_dir.is_dir():
+            raise CheckpointError(f"{args.run_dir} is not a run folder.")
+        hold_run_folder(args.run_dir, "tmt-fork")
         fork(CheckpointDir(checkpoints_dir(args.run_dir)), args.update)
-    except (CheckpointError, OSError) as error:
+    except (CheckpointError, OSError, RunFolderBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{args.run_dir} now resumes from update {args.update}: run the training command again.")

@@ -5,7 +5,8 @@ A run folder (Hydra's output folder, `cfg.run_dir`) holds:
   links `last.pt` and `best.pt`, `final.pt`, and `eval/` (reports of `tmt-evaluate`);
 - `metrics.jsonl` (`metrics_log.py`), `tensorboard/`, `train.log` and `.hydra/` (Hydra's);
 - the tokenizer (`tokenizer.json`, `spm*.model`: `transformer.data.tokenizer` names them) and,
-  for a fine-tune, `init_from.json`.
+  for a fine-tune, `init_from.json`;
+- `.lock`, which the one process writing the folder holds (`lock.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 TRAIN_LOG = "train.log"
 INIT_FROM_RECORD = "init_from.json"
+LOCK = ".lock"  # held by the one process writing the folder (`lock.py`)
 # Folders saved before manifests named their periodic states by update: checkpoint_<update>.pt.
 LEGACY_PERIODIC = "checkpoint_*.pt"
 
