@@ -35,10 +35,13 @@ T = TypeVar("T")
 def _user_errors() -> tuple[type[BaseException], ...]:
     # Imported here: the entry points import this module before anything heavy.
     from transformer.checkpoint import CheckpointError
+    from transformer.run.lock import RunFolderBusy
+    from transformer.runtime import DiskFullError
     from transformer.training.divergence import DivergenceError
     from transformer.training.state import ResumeError
 
-    return CheckpointError, ResumeError, DivergenceError, ValueError  # CorpusError is a ValueError
+    # CorpusError is a ValueError
+    return CheckpointError, ResumeError, DivergenceError, DiskFullError, RunFolderBusy, ValueError
 
 
 def _fail(message: str) -> NoReturn:

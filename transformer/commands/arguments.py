@@ -17,8 +17,9 @@ from transformer.checkpoint import CheckpointError
 from transformer.config import DEVICES, DecodeConfig
 from transformer.data.corpus import CorpusError
 from transformer.export.ct2_spec import ExportError
+from transformer.runtime import DiskFullError
 
-USER_ERRORS = (CheckpointError, CorpusError, ExportError, OSError, ValueError)
+USER_ERRORS = (CheckpointError, CorpusError, DiskFullError, ExportError, OSError, ValueError)
 _DECODE_FLAGS = ("beam_size", "length_penalty", "max_len_a", "max_len_b", "max_tokens", "n_best")
 _FLAG_NAMES = re.compile(r"\b(?:decode\.)?(" + "|".join(_DECODE_FLAGS) + r")\b")
 

@@ -32,6 +32,7 @@ from transformer.data.corpus import (
 )
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer
+from transformer.runtime import DiskFullError, is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -283,13 +284,23 @@ def prepare_data(cfg: TrainRunConfig) -> PreparedData:
     cached under cfg.data.cache_dir. Only the training split is filtered by length.
 
     Raises:
+        DiskFullError: No space left for the caches or the tokenizer, naming both folders.
         CorpusError: The corpus cannot be read (see `transformer.data.corpus`), a split has no
             pairs, or no training pair is left.
         ValueError: The run folder holds a tokenizer trained with other settings or on another
             training corpus.
     """
-    with cache_in_use(cfg.data.cache_dir):
-        return _prepare(cfg)
+    try:
+        with cache_in_use(cfg.data.cache_dir):
+            return _prepare(cfg)
+    except (OSError, RuntimeError) as error:
+        if not is_disk_full(error):
+            raise
+        raise DiskFullError(
+            f"no space left on the device of {cfg.data.cache_dir} or {cfg.run_dir} while "
+            f"preparing the data ({error}); free some space, then run the same command again "
+            "(nothing half-written is reused)."
+        ) from error
 
 
 def _prepare(cfg: TrainRunConfig) -> PreparedData:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from transformer.data.corpus import split_name as split_name  # for the inferenc
 from transformer.data.text_files import read_lines
 from transformer.decoding.translator import Translator
 from transformer.evaluation.metrics import Metrics, compute_metrics
+from transformer.runtime import DiskFullError, is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +134,6 @@ def write_outputs(
     Returns:
         The report as written.
     """
-    hyp_path.parent.mkdir(parents=True, exist_ok=True)
-    hyp_path.write_text("".join(h + "\n" for h in result.hyps), encoding="utf-8")
     report = {
         **info,
         "n_sentences": len(result.hyps),
@@ -141,6 +142,31 @@ def write_outputs(
         "sentences_per_second": round(result.sentences_per_second, 2),
         "hypotheses": str(hyp_path),
     }
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    _write_text(hyp_path, "".join(h + "\n" for h in result.hyps))
+    _write_text(report_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a temporary file beside it, synced, then renamed.
+
+    Raises:
+        DiskFullError: no space left, naming the folder (no partial file is left).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise DiskFullError(
+            f"no space left on the device of {path.parent} while writing {path.name} ({error}); "
+            "free some space and run the command again."
+        ) from error
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import secrets
@@ -29,15 +28,9 @@ from pathlib import Path
 from transformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from transformer.run.layout import BEST, FINAL, LAST, MANIFEST, confined
 from transformer.run.manifest import Entry, Manifest, new_run_id
+from transformer.runtime import is_disk_full
 
 logger = logging.getLogger(__name__)
-
-
-def _is_disk_full(error: BaseException) -> bool:
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    # torch's zip writer reports a failed write as a RuntimeError
-    return isinstance(error, RuntimeError) and "write failed" in str(error).lower()
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -158,7 +151,7 @@ class CheckpointDir:
             try:
                 os.link(source_path, tmp)
             except OSError as error:  # file systems without hard links
-                if _is_disk_full(error):
+                if is_disk_full(error):
                     raise
                 shutil.copyfile(source_path, tmp)
             os.replace(tmp, target)
@@ -239,7 +232,7 @@ class CheckpointDir:
                 self.link(new.best.file, BEST)
             self.publish(new)
         except (OSError, RuntimeError) as error:
-            if not _is_disk_full(error):
+            if not is_disk_full(error):
                 raise
             (self.folder / name).unlink(missing_ok=True)
             if self.manifest is None:  # the first save: nothing to point last.pt/best.pt at
@@ -265,7 +258,7 @@ class CheckpointDir:
             new.unreferenced = [name for name in new.unreferenced if name != FINAL]
             self.publish(new)
         except (OSError, RuntimeError) as error:
-            if not _is_disk_full(error):
+            if not is_disk_full(error):
                 raise
             raise self._disk_full(FINAL, error) from error
         return path
