@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +19,8 @@ from transformer.commands.evaluate import main as evaluate_main
 from transformer.data import cache_folder, corpus
 from transformer.data.corpus import file_sha256, read_split, source_record
 from transformer.data.prepare import prepare_data
-from transformer.training import trainer
+from transformer.evaluation.metrics import compute_metrics
+from transformer.training import final, trainer
 from transformer.training.state import ResumeError
 
 
@@ -162,3 +165,22 @@ def test_evaluate_names_the_files_it_read_and_refuses_other_files_at_the_same_pa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "corpus/test.en has sha256" in err
     assert file_sha256(test_en)[:16] in err and file_sha256(other["test.en"])[:16] in err
+
+
+def test_the_test_split_of_text_files_is_logged_by_its_own_name(
+    tiny_parallel_corpus: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = tiny_train_config(tiny_parallel_corpus["dir"], tmp_path / "run")
+    metrics = compute_metrics(["a b"], ["a b"])
+    monkeypatch.setattr(final, "evaluate_split", lambda *args: metrics)
+    run = SimpleNamespace(
+        cfg=cfg, prepared=SimpleNamespace(splits={"test": None}, tokenizer=None),
+        device=None, log=SimpleNamespace(scalars=lambda *args: None),
+        progress=SimpleNamespace(step=3),
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger=final.__name__):
+        final.evaluate_test(run, None, "final.pt")
+    assert "test (test, final.pt)" in caplog.text and "flickr" not in caplog.text
