@@ -12,8 +12,8 @@ import pytest
 import torch
 from tiny import tiny_assets, tiny_train_config, write_checkpoint
 
-from transformer import cli
 from transformer.checkpoint import CheckpointError, load_checkpoint
+from transformer.commands.edge import guarded
 from transformer.commands.evaluate import main as evaluate_main
 from transformer.data import corpus
 from transformer.data.prepare import prepare_data
@@ -60,9 +60,7 @@ def test_tmt_prepare_on_a_full_disk_is_one_line_and_exit_2(
         raise OSError("[Errno 28] Error writing bytes to file. Detail: No space left on device")
 
     monkeypatch.setattr(corpus, "_write_pairs", full)  # pyarrow's wording: no errno
-    with pytest.raises(SystemExit) as stop:
-        cli.guarded(lambda: prepare_data(cfg))
-    assert stop.value.code == 2
+    assert guarded(lambda: prepare_data(cfg)) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert "no space left on the device of" in line and cfg.data.cache_dir in line
 

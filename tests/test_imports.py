@@ -1,9 +1,10 @@
 """Import direction (STYLE.md section 2): walk transformer/ with ast and check every import.
 
 config <- model, data <- checkpoint, decoding <- evaluation, export <- run <- loading, training
-<- commands (and cli); runtime is importable by anything and imports only torch (and numpy, to
-seed it) and config. Inference never imports training/: in commands/, only the training commands
-may.
+<- commands, beside which sit benchmarks; runtime is importable by anything and imports only
+torch (and numpy, to seed it) and config; so is progress (and tqdm); errors (the user-error
+base) is importable by anything and imports nothing. Inference never imports training/: in
+commands/, only the training commands may.
 """
 
 from __future__ import annotations
@@ -17,24 +18,25 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "transformer"
 
 # Which internal units each unit may import (besides itself). A unit is a top-level module of
-# `transformer` (config, runtime, checkpoint, loading, cli) or a subpackage (model, data, ...).
-_CORE = {"config", "runtime", "model", "data", "decoding", "checkpoint"}
+# `transformer` (config, runtime, checkpoint, loading, errors) or a subpackage (model, data, ...).
+_CORE = {"errors", "config", "runtime", "progress", "model", "data", "decoding", "checkpoint"}
 ALLOWED_INTERNAL: dict[str, set[str]] = {
-    "config": set(),
-    "runtime": {"config"},
-    "model": {"config", "runtime"},
-    "data": {"config", "runtime"},
-    "decoding": {"config", "runtime", "model", "data"},
-    "checkpoint": {"config", "runtime", "model", "data"},
+    "errors": set(),
+    "config": {"errors"},
+    "runtime": {"errors", "config"},
+    "progress": {"errors", "config"},
+    "model": {"errors", "config", "runtime"},
+    "data": {"errors", "config", "runtime"},
+    "decoding": {"errors", "config", "runtime", "model", "data"},
+    "checkpoint": {"errors", "config", "runtime", "model", "data"},
     "evaluation": _CORE,
     "export": _CORE,
     "run": _CORE | {"evaluation", "export"},
     "loading": _CORE | {"evaluation", "export", "run"},
     "training": _CORE | {"evaluation", "export", "run"},
 }
-ALLOWED_INTERNAL["cli"] = ALLOWED_INTERNAL["training"] | {"training"}
-ALLOWED_INTERNAL["commands"] = ALLOWED_INTERNAL["cli"] | {"loading"}
-ALLOWED_INTERNAL["benchmarks"] = ALLOWED_INTERNAL["commands"] | {"commands", "cli"}
+ALLOWED_INTERNAL["commands"] = ALLOWED_INTERNAL["training"] | {"training", "loading", "benchmarks"}
+ALLOWED_INTERNAL["benchmarks"] = ALLOWED_INTERNAL["commands"] | {"commands"}
 # The rule for commands/: inference (evaluate, translate, export, ...) never imports training/;
 # only the training commands do.
 TRAINING_COMMANDS = {"commands/train.py", "commands/prepare.py"}
@@ -44,13 +46,16 @@ ALLOWED_THIRD_PARTY: dict[str, set[str] | None] = {
     "runtime": {"torch", "numpy"},
     "model": {"torch"},
 }
-# Packages only one file may import.
+# Packages only these files may import.
+HYDRA_COMMANDS = {"commands/hydra_config.py", "commands/train.py", "commands/prepare.py"}
 EXCLUSIVE: dict[str, set[str]] = {
-    "hydra": {"cli.py"},
-    "omegaconf": {"cli.py"},
+    "hydra": HYDRA_COMMANDS,
+    "omegaconf": HYDRA_COMMANDS,
     "tensorboard": {"training/logger.py"},
     "torch.utils.tensorboard": {"training/logger.py"},
 }
+# Defined once, in data/special.py, and imported from there only.
+SPECIAL_IDS = {"PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID"}
 # Leaf model modules take plain numbers, never configs.
 LEAF_MODULES = {"model/attention.py", "model/layers.py", "model/embedding.py", "model/masks.py"}
 
@@ -88,7 +93,7 @@ def _imported_names(path: Path, module_level_only: bool = False) -> list[tuple[i
 
 
 def _unit(name: str) -> str:
-    """transformer.model.layers -> model; transformer.cli -> cli; transformer -> ''."""
+    """transformer.model.layers -> model; transformer.loading -> loading; transformer -> ''."""
     parts = name.split(".")
     return parts[1] if len(parts) > 1 else ""
 
@@ -103,6 +108,9 @@ def _violations(path: Path) -> list[str]:
         for package, owners in EXCLUSIVE.items():
             if (name == package or name.startswith(package + ".")) and rel not in owners:
                 problems.append(f"{where}: only {', '.join(sorted(owners))} may import {package}")
+        special = name.rpartition(".")[2] in SPECIAL_IDS
+        if special and name.rpartition(".")[0] != "transformer.data.special":
+            problems.append(f"{where}: the special ids come from transformer.data.special")
         if top == "transformer":
             target = _unit(name)
             if target not in ALLOWED_INTERNAL or target == unit:
@@ -220,7 +228,7 @@ def test_checker_catches_bad_imports(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "leaf modules take plain numbers" in model_problems
     assert "model may not import data" in model_problems
     data_problems = " ".join(_violations(bad_data))
-    assert "only cli.py may import omegaconf" in data_problems
+    assert "may import omegaconf" in data_problems
     assert "data may not import model" in data_problems
     assert _module_level_calls(side_effect) == ["transformer/data/corpus.py:2"]
     assert _violations(side_effect) == []

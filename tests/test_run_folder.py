@@ -21,8 +21,8 @@ import tiny
 import torch
 from tiny import ONE_THREAD, ROOT, write_tiny_parallel_corpus
 
-from transformer import cli
 from transformer.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
+from transformer.commands.edge import guarded
 from transformer.commands.evaluate import main as evaluate_main
 from transformer.config import (
     TrainRunConfig,
@@ -257,7 +257,7 @@ def test_an_unreadable_last_state_names_the_ways_out(
         trainer.train(tiny_train_config(corpus, run_dir, max_updates=8))
     message = str(error.value)
     assert str(last) in message and "could not be read" in message
-    assert "scripts/fork_run.py (updates 5, 7)" in message and "train.resume=false" in message
+    assert "tmt-fork (updates 5, 7)" in message and "train.resume=false" in message
 
 
 def _retokenized_corpus(corpus: Path, folder: Path, *, change: bool) -> Path:
@@ -516,17 +516,15 @@ def test_user_errors_exit_2_in_one_line_unless_hydra_full_error(
     def resume_refused() -> None:
         raise ResumeError("runs/x/checkpoints/last.pt was trained with a different config")
 
-    with pytest.raises(SystemExit) as exit_info:
-        cli.guarded(resume_refused)
-    assert exit_info.value.code == 2
+    assert guarded(resume_refused) == 2
     assert capsys.readouterr().err == (
         "error: runs/x/checkpoints/last.pt was trained with a different config\n"
     )
     with pytest.raises(KeyError):  # a bug keeps its traceback
-        cli.guarded(lambda: {}["key"])
+        guarded(lambda: {}["key"])
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ResumeError):
-        cli.guarded(resume_refused)
+        guarded(resume_refused)
 
 
 def test_prepare_data_reports_a_missing_corpus_in_one_line(tmp_path: Path) -> None:

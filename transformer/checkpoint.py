@@ -33,7 +33,9 @@ from transformer.config import (
     TrainConfig,
     TrainRunConfig,
 )
-from transformer.data.tokenizer import PAD_ID, Tokenizer
+from transformer.data.special import PAD_ID
+from transformer.data.tokenizer import Tokenizer
+from transformer.errors import UserError
 from transformer.model import Seq2SeqTransformer, build_model
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ _SECTIONS = {
 _REMOVED_KEYS = {"train": ("num_workers",)}
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, or lacks what is needed to use it."""
 
 

@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transformer.errors import UserError
+
 # How a full disk reads when it is not an OSError with its errno: torch.save's zip writer raises
 # RuntimeError ("file write failed", or "unexpected pos N vs M" when a write came up short), and
 # pyarrow's OSError may carry the text only.
 _DISK_FULL_WORDING = ("write failed", "unexpected pos", "no space left on device")
 
 
-class DiskFullError(Exception):
+class DiskFullError(UserError):
     """No space left where a command writes; the message names the folder."""
 
 

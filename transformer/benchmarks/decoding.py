@@ -22,7 +22,8 @@ import torch
 
 from transformer.checkpoint import FORMAT_VERSION
 from transformer.config import DecodeConfig, ModelConfig, TrainRunConfig
-from transformer.data.tokenizer import PAD_ID, Tokenizer
+from transformer.data.special import PAD_ID
+from transformer.data.tokenizer import Tokenizer
 from transformer.decoding.translator import Translator
 from transformer.evaluation.evaluate import split_name, split_texts
 from transformer.evaluation.metrics import compute_metrics
@@ -134,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
+    """Time our decoder and CTranslate2 on a split; print the figures."""
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     loaded = load_model(resolve_checkpoint(args.checkpoint), device="cpu")

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transformer.config import DataConfig, TrainRunConfig
+from transformer.data.batching import EncodedPairs, collated_lengths
 from transformer.data.cache_folder import cache_in_use
-from transformer.data.batching import EncodedPairs, TokenBatchSampler, collated_lengths
 from transformer.data.corpus import (
     PATH_KEYS,
     CorpusError,
@@ -30,6 +30,7 @@ from transformer.data.corpus import (
     read_split,
     source_record,
 )
+from transformer.data.sampler import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer
 from transformer.runtime import DiskFullError, is_disk_full

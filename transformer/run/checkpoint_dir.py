@@ -315,7 +315,7 @@ class CheckpointDir:
             state = load_checkpoint(path)
         except CheckpointError as error:
             raise CheckpointError(
-                f"{error} To go on from an earlier update instead, see scripts/fork_run.py "
+                f"{error} To go on from an earlier update instead, see tmt-fork "
                 f"(updates {', '.join(map(str, self.steps()))}); train.resume=false starts over "
                 "(the old files are set aside)."
             ) from error

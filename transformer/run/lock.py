@@ -11,13 +11,14 @@ import fcntl
 import os
 from pathlib import Path
 
+from transformer.errors import UserError
 from transformer.run.layout import LOCK
 
 # Held locks of this process by folder: the lock lives as long as the process (or `release`).
 _held: dict[Path, int] = {}
 
 
-class RunFolderBusy(Exception):
+class RunFolderBusy(UserError):
     """Another process is writing the run folder."""
 
 
@@ -55,6 +56,13 @@ def hold_run_folder(run_dir: str | Path, command: str) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode("ascii"))
     _held[folder] = fd
+
+
+def hold_as_rank_0(run_dir: str | Path, command: str) -> None:
+    """`hold_run_folder` in a single process or torchrun's rank 0, which holds it for all ranks
+    (the others start after it and would find it held)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        hold_run_folder(run_dir, command)
 
 
 def release(run_dir: str | Path) -> None:

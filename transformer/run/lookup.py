@@ -7,8 +7,8 @@ from pathlib import Path
 
 from transformer.checkpoint import CheckpointError
 from transformer.run.checkpoint_dir import CheckpointDir
-from transformer.run.layout import CHECKPOINTS, MANIFEST
-from transformer.run.upgrade import legacy_periodic, legacy_reported
+from transformer.run.layout import CHECKPOINTS, MANIFEST, checkpoints_dir
+from transformer.run.upgrade import legacy_last, legacy_periodic, legacy_reported
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -49,3 +49,16 @@ def averaging_candidates(folder: Path, k: int) -> list[Path]:
             "the files with --average."
         )
     return found
+
+
+def last_state(run_dir: str | Path) -> Path | None:
+    """The state a run folder's next training session resumes from, or None: the manifest's
+    last (None when last.pt was deleted to start over), or in a folder written before manifests,
+    last.pt."""
+    folder = checkpoints_dir(run_dir)
+    if not (folder / MANIFEST).is_file():
+        return legacy_last(folder)
+    checkpoints = CheckpointDir(folder)
+    if checkpoints.last is None or checkpoints.last_was_deleted():
+        return None
+    return checkpoints.path(checkpoints.last)

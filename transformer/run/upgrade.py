@@ -77,6 +77,12 @@ def legacy_reported(folder: Path) -> Path | None:
     return next((folder / name for name in (FINAL, BEST, LAST) if (folder / name).is_file()), None)
 
 
+def legacy_last(folder: Path) -> Path | None:
+    """In a folder without a manifest: last.pt, the state a session resumes from (once adopted)."""
+    last = folder / LAST
+    return last if not (folder / MANIFEST).is_file() and last.is_file() else None
+
+
 def legacy_periodic(folder: Path, k: int) -> list[Path]:
     """In a folder without a manifest: the newest `k` checkpoint_<update>.pt files by name."""
     found = sorted(folder.glob(LEGACY_PERIODIC))[-k:]

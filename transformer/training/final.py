@@ -15,7 +15,7 @@ from torch import nn
 
 from transformer.checkpoint import average_checkpoints, load_checkpoint
 from transformer.data.corpus import split_name
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.evaluation.metrics import format_metrics
 from transformer.model import build_model
 from transformer.run.manifest import Entry
