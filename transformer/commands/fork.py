@@ -12,7 +12,7 @@ from transformer.commands.edge import guarded
 from transformer.run.checkpoint_dir import CheckpointDir
 from transformer.run.fork import fork
 from transformer.run.layout import checkpoints_dir
-from transformer.run.lock import hold_run_folder
+from transformer.run.lock import hold_run_folder, release
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +30,10 @@ def _fork(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise CheckpointError(f"{args.run_dir} is not a run folder.")
     hold_run_folder(args.run_dir, "tmt-fork")
-    fork(CheckpointDir(checkpoints_dir(args.run_dir)), args.update)
+    try:
+        fork(CheckpointDir(checkpoints_dir(args.run_dir)), args.update)
+    finally:
+        release(args.run_dir)
     print(f"{args.run_dir} now resumes from update {args.update}: run tmt-train again.")
     return 0
 

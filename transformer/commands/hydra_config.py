@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from transformer.commands.edge import debug
 from transformer.config import TrainRunConfig
 from transformer.errors import UserError
-from transformer.run.lock import hold_as_rank_0
+from transformer.run.lock import hold_as_rank_0, release_all
 
 # The checkout's configs/, found from this file rather than from the working directory or the
 # calling script, so an installed command (`pip install -e`) runs from any folder.
@@ -203,3 +203,4 @@ def run_hydra(
         hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(job)()
     finally:
         sys.argv = saved
+        release_all()  # the session is over (a process that ends lets go by itself)

@@ -70,3 +70,9 @@ def release(run_dir: str | Path) -> None:
     fd = _held.pop(Path(run_dir).resolve(), None)
     if fd is not None:
         os.close(fd)
+
+
+def release_all() -> None:
+    """Let go of every run folder this process holds (a command called in-process has ended)."""
+    for folder in list(_held):
+        release(folder)
