@@ -96,3 +96,18 @@ def test_an_unreferenced_folder_is_left_alone(run: Path) -> None:
     _edit_manifest(run, unreferenced=["mine"])
     open_session(CheckpointDir(run / "checkpoints"))
     assert (run / "checkpoints" / "mine" / "notes.txt").is_file()
+
+
+@pytest.mark.parametrize("command", ["train", "prepare"])
+def test_hydra_run_dir_naming_a_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, command: str
+) -> None:
+    from transformer.commands import prepare, train
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    main = train.main if command == "train" else prepare.main
+    assert main([f"hydra.run.dir={a_file}", "experiment=smoke"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"hydra.run.dir={a_file} is a file" in line
+    assert a_file.read_text() == "mine"
