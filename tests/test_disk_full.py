@@ -19,6 +19,8 @@ from transformer.data import corpus
 from transformer.data.prepare import prepare_data
 from transformer.evaluation import evaluate
 from transformer.run.checkpoint_dir import CheckpointDir
+from transformer.runtime import DiskFullError
+from transformer.training import trainer
 
 NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
 TORCH_WORDING = RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
@@ -90,3 +92,16 @@ def test_evaluate_on_a_full_disk_leaves_no_empty_report(
     (line,) = capsys.readouterr().err.splitlines()
     assert f"no space left on the device of {out}" in line
     assert list(out.iterdir()) == []  # no 0-byte report, no temporary file
+
+
+def test_training_on_a_full_disk_names_the_run_folder(
+    tiny_parallel_corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_train_config(tiny_parallel_corpus["dir"], tmp_path / "run")
+
+    def full(*args: object) -> None:  # as TensorBoard's first event file on a full disk
+        raise NO_SPACE
+
+    monkeypatch.setattr(trainer, "build_run", full)
+    with pytest.raises(DiskFullError, match=f"no space left on the device of {cfg.run_dir}"):
+        trainer.train(cfg)

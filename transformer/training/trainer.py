@@ -18,7 +18,13 @@ from types import FrameType, TracebackType
 
 from transformer.config import TrainRunConfig
 from transformer.run.metrics_log import config_hash
-from transformer.runtime import describe_hardware, pick_device, rng_state
+from transformer.runtime import (
+    DiskFullError,
+    describe_hardware,
+    is_disk_full,
+    pick_device,
+    rng_state,
+)
 from transformer.training.distributed import (
     all_gather_objects,
     broadcast_float,
@@ -299,5 +305,12 @@ def train(cfg: TrainRunConfig, start: StartingPoint | None = None) -> dict:
             "best_loss": run.progress.best_loss,
             **metrics,
         }
+    except (OSError, RuntimeError) as error:  # a log, event or metrics file on a full disk
+        if not is_disk_full(error):
+            raise
+        raise DiskFullError(
+            f"no space left on the device of {cfg.run_dir} ({error}); the last saved checkpoint "
+            "is intact. Free some space, then run the same command again to resume."
+        ) from error
     finally:
         destroy_distributed()
