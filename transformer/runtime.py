@@ -35,6 +35,20 @@ def is_disk_full(error: BaseException) -> bool:
     )
 
 
+@contextlib.contextmanager
+def disk_full_is_one_line(folder: str | Path, what_to_do: str) -> Iterator[None]:
+    """Turn a write that fails for lack of space inside the block into a `DiskFullError` naming
+    `folder` and `what_to_do`; other errors pass unchanged."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if not is_disk_full(error):
+            raise
+        raise DiskFullError(
+            f"no space left on the device of {folder} ({error}); {what_to_do}"
+        ) from error
+
+
 def pick_device(name: str) -> torch.device:
     """Return the device named by `train.device`: "auto" takes CUDA when present.
 

@@ -33,7 +33,7 @@ from transformer.data.corpus import (
 from transformer.data.sampler import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer
-from transformer.runtime import DiskFullError, is_disk_full
+from transformer.runtime import disk_full_is_one_line
 
 logger = logging.getLogger(__name__)
 
@@ -291,17 +291,10 @@ def prepare_data(cfg: TrainRunConfig) -> PreparedData:
         ValueError: The run folder holds a tokenizer trained with other settings or on another
             training corpus.
     """
-    try:
-        with cache_in_use(cfg.data.cache_dir):
-            return _prepare(cfg)
-    except (OSError, RuntimeError) as error:
-        if not is_disk_full(error):
-            raise
-        raise DiskFullError(
-            f"no space left on the device of {cfg.data.cache_dir} or {cfg.run_dir} while "
-            f"preparing the data ({error}); free some space, then run the same command again "
-            "(nothing half-written is reused)."
-        ) from error
+    folders = f"{cfg.data.cache_dir} or {cfg.run_dir}"
+    what_to_do = "free some space, then run the same command again (nothing half-written is reused)."
+    with disk_full_is_one_line(folders, what_to_do), cache_in_use(cfg.data.cache_dir):
+        return _prepare(cfg)
 
 
 def _prepare(cfg: TrainRunConfig) -> PreparedData:

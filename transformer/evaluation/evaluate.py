@@ -26,7 +26,7 @@ from transformer.data.corpus import split_name as split_name  # for the inferenc
 from transformer.data.text_files import read_lines
 from transformer.decoding.translator import Translator
 from transformer.evaluation.metrics import Metrics, compute_metrics
-from transformer.runtime import DiskFullError, is_disk_full
+from transformer.runtime import disk_full_is_one_line
 
 logger = logging.getLogger(__name__)
 
@@ -156,17 +156,12 @@ def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        if not is_disk_full(error):
-            raise
-        raise DiskFullError(
-            f"no space left on the device of {path.parent} while writing {path.name} ({error}); "
-            "free some space and run the command again."
-        ) from error
+        with disk_full_is_one_line(path.parent, f"{path.name} was not written: free some space "
+                                   "and run the command again."):  # fmt: skip
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -18,13 +18,7 @@ from types import FrameType, TracebackType
 
 from transformer.config import TrainRunConfig
 from transformer.run.metrics_log import config_hash
-from transformer.runtime import (
-    DiskFullError,
-    describe_hardware,
-    is_disk_full,
-    pick_device,
-    rng_state,
-)
+from transformer.runtime import describe_hardware, disk_full_is_one_line, pick_device, rng_state
 from transformer.training.distributed import (
     all_gather_objects,
     broadcast_float,
@@ -43,6 +37,10 @@ from transformer.training.step import StepResult
 from transformer.training.validation import format_samples, validate
 
 logger = logging.getLogger(__name__)
+_DISK_FULL = (
+    "the last saved checkpoint is intact. Free some space, then run the same command again to "
+    "resume."
+)
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -271,6 +269,12 @@ def train(cfg: TrainRunConfig, start: StartingPoint | None = None) -> dict:
         "valid_loss", "valid_ppl", "valid_bleu" and "test_bleu", "test_bleu_lowercase",
         "test_chrf" when computed.
     """
+    with disk_full_is_one_line(cfg.run_dir, _DISK_FULL):  # a log, event or metrics file
+        return _session(cfg, start)
+
+
+def _session(cfg: TrainRunConfig, start: StartingPoint | None) -> dict:
+    """`train` (a full disk aside)."""
     began = time.monotonic()
     env = env_from_torchrun()
     device = init_distributed(env, pick_device(cfg.train.device))
@@ -305,12 +309,5 @@ def train(cfg: TrainRunConfig, start: StartingPoint | None = None) -> dict:
             "best_loss": run.progress.best_loss,
             **metrics,
         }
-    except (OSError, RuntimeError) as error:  # a log, event or metrics file on a full disk
-        if not is_disk_full(error):
-            raise
-        raise DiskFullError(
-            f"no space left on the device of {cfg.run_dir} ({error}); the last saved checkpoint "
-            "is intact. Free some space, then run the same command again to resume."
-        ) from error
     finally:
         destroy_distributed()
