@@ -102,6 +102,7 @@ def test_bad_choice_fails_naming_key_and_allowed_values() -> None:
         ("train.seed=-1", "train.seed=-1 must be in [0, 4294967296)"),
         ("train.max_time_minutes=inf", "train.max_time_minutes=inf must be a finite number"),
         ("train.max_nonfinite_updates=0", "train.max_nonfinite_updates=0 must be > 0"),
+        ("data.num_proc=-3", "data.num_proc=-3 must be >= 1"),
         ("+train.some_key=1", "unknown key(s) train.some_key"),
         ("+some_key=1", "unknown key(s) some_key"),
     ],

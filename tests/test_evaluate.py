@@ -114,7 +114,7 @@ def test_an_ensemble_decodes_like_its_members_together(run: dict) -> None:
     assert report["hypotheses"].endswith(".ens2.hyp.txt")
 
 
-def test_ensemble_members_need_the_same_tokenizer(
+def test_ensemble_and_average_members_need_the_same_tokenizer(
     run: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     reversed_direction = tmp_path / "de-en.pt"
@@ -126,6 +126,10 @@ def test_ensemble_members_need_the_same_tokenizer(
     assert evaluate_main([*argv, "--ensemble", str(reversed_direction)]) == 2
     err = capsys.readouterr().err
     assert f"{reversed_direction}: its vocabulary or direction (de-en) differs" in err
+    assert evaluate_main([*argv, "--average", str(reversed_direction)]) == 2  # the same check
+    err = capsys.readouterr().err
+    assert f"{reversed_direction}: its vocabulary or direction (de-en) differs" in err
+    assert not run["out"].exists()
     assert evaluate_main([*argv, "--ensemble", str(run["ckpt"]), "--average-last", "1"]) == 2
     assert "--ensemble does not combine with --average" in capsys.readouterr().err
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from tiny import ROOT
 
 from transformer.config import TrainConfig, TrainRunConfig
 from transformer.run.metrics_log import (
@@ -65,7 +68,52 @@ def test_config_hash_ignores_the_run_folder_and_sees_any_other_key() -> None:
     assert len(config_hash(cfg)) == 16
 
 
-def test_a_torn_line_before_the_last_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "metrics.jsonl").write_text('{"event": "st\n{"event": "stop"}\n')
-    with pytest.raises(json.JSONDecodeError):
-        read_events(tmp_path)
+def test_the_event_after_a_torn_line_starts_a_new_line(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsLog(path)
+    _write(log, ("start", 0, {"hardware": "a"}), ("validation", 4, {"valid_bleu": 2.0}))
+    with path.open("a") as handle:
+        handle.write('{"event": "train", "upd')  # killed while writing
+    _write(log, ("start", 4, {"hardware": "b"}), ("validation", 8, {"valid_bleu": 3.0}))
+    assert path.read_text().splitlines()[2] == '{"event": "train", "upd'
+    events = read_events(tmp_path)
+    assert [session.start["hardware"] for session in sessions(events)] == ["a", "b"]
+    assert validation_curve(events, "bleu") == {4: 2.0, 8: 3.0}
+
+
+def test_readers_skip_a_torn_line_with_a_warning_and_read_an_event_glued_to_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = [
+        '{"event": "start", "time": 1.0, "update": 0, "hardware": "a"}',
+        '{"event": "validation", "time": 2.0, "update": 4, "valid_bleu": 2.0}',
+        '{"event": "tr',  # torn, then an older version's start glued onto it:
+        '{"event": "train", "upd{"event": "start", "time": 3.0, "update": 4, "hardware": "b"}',
+        '{"event": "validation", "time": 4.0, "update": 8, "valid_bleu": 3.0}',
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    events = read_events(tmp_path)
+    assert [session.start["hardware"] for session in sessions(events)] == ["a", "b"]
+    assert validation_curve(events, "bleu") == {4: 2.0, 8: 3.0}
+    assert "line 3: not a complete event" in caplog.text
+
+
+@pytest.mark.parametrize("script", ["results_table.py", "validation_curves.py"])
+def test_the_scripts_read_a_run_with_a_torn_line(tmp_path: Path, script: str) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints" / "eval").mkdir(parents=True)
+    log = MetricsLog(run / "metrics.jsonl")
+    _write(log, ("start", 0, {"hardware": "cpu"}), ("validation", 4, {"valid_bleu": 2.0}))
+    with (run / "metrics.jsonl").open("a") as handle:
+        handle.write('{"event": "va')
+    _write(log, ("start", 4, {"hardware": "cpu"}), ("stop", 4, {"reason": "max_updates"}))
+    report = {
+        "metrics": {"bleu": 1.0, "bleu_lowercase": 1.0, "chrf": 2.0}, "checkpoint": "x.pt",
+        "averaged": [], "direction": "en-de", "data": "test", "decode": {"beam_size": 1},
+    }  # fmt: skip
+    (run / "checkpoints" / "eval" / "test.x.json").write_text(json.dumps(report))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), str(run)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "not a complete event" in done.stderr

@@ -11,7 +11,7 @@ import sentencepiece as spm
 import torch
 
 from transformer.data.special import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from transformer.data.tokenizer import Tokenizer, train_tokenizer
+from transformer.data.tokenizer import Tokenizer, TokenizerError, train_tokenizer
 
 
 def _sentences(corpus: dict[str, Path], lang: str) -> list[str]:
@@ -129,14 +129,31 @@ def test_training_is_deterministic(tiny_parallel_corpus: dict[str, Path]) -> Non
 def test_missing_files_and_bad_state_are_clear_errors(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:
-    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+    with pytest.raises(TokenizerError, match="tokenizer.json"):
         Tokenizer.load(tmp_path)
     tokenizer = _train(tiny_parallel_corpus)
     tokenizer.save(tmp_path)
+    model = (tmp_path / "spm.model").read_bytes()
+    for damaged in (b"", model[: len(model) // 2]):  # emptied, truncated
+        (tmp_path / "spm.model").write_bytes(damaged)
+        with pytest.raises(TokenizerError, match=f"{tmp_path / 'spm.model'} is (damaged|empty)"):
+            Tokenizer.load(tmp_path)
     (tmp_path / "spm.model").unlink()
-    with pytest.raises(FileNotFoundError, match="spm.model"):
+    with pytest.raises(TokenizerError, match="spm.model is missing"):
+        Tokenizer.load(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("")
+    with pytest.raises(TokenizerError, match=f"{tmp_path / 'tokenizer.json'} is damaged"):
         Tokenizer.load(tmp_path)
     state = tokenizer.state_dict()
     del state["src_model"]
     with pytest.raises(ValueError, match="src_model"):
         Tokenizer.from_state_dict(state)
+
+
+def test_an_empty_tokenizer_json_in_a_run_folder_is_named(tmp_path: Path) -> None:
+    from transformer.config import TrainRunConfig
+    from transformer.data.vocabulary import resolve_tokenizer_config
+
+    (tmp_path / "tokenizer.json").write_text("")
+    with pytest.raises(TokenizerError, match=f"{tmp_path / 'tokenizer.json'} is damaged"):
+        resolve_tokenizer_config(TrainRunConfig(run_dir=str(tmp_path)))

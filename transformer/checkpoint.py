@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -173,8 +174,15 @@ def model_from_state(
     return model.to(device).eval(), tokenizer, cfg
 
 
-def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
+def average_checkpoints(
+    paths: list[str | Path], check: Callable[[Path, dict], None] | None = None
+) -> dict[str, torch.Tensor]:
     """Average the model weights of several checkpoints of the same run (float32 accumulation).
+
+    Args:
+        paths: the checkpoints.
+        check: called with each path and its loaded state before its weights count (it raises
+            to refuse a checkpoint, e.g. one of another vocabulary).
 
     Raises:
         CheckpointError: no paths, or the checkpoints hold different parameter sets.
@@ -184,7 +192,10 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
     total: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
     for path in paths:
-        weights = load_checkpoint(path)["model"]
+        state = load_checkpoint(path)
+        if check is not None:
+            check(Path(path), state)
+        weights = state["model"]
         if total and weights.keys() != total.keys():
             raise CheckpointError(f"{path} holds different parameters from {paths[0]}.")
         for key, value in weights.items():

@@ -149,6 +149,10 @@ class DataConfig:
             raise ValueError("data.source=hf needs data.hf_path (e.g. data.hf_path=wmt16).")
         if self.source == "files" and not self.train_path:
             raise ValueError("data.source=files needs data.train_path (and valid_path).")
+        if self.num_proc < 1:
+            raise ValueError(
+                f"data.num_proc={self.num_proc} must be >= 1 (1 encodes in this process)."
+            )
         _check_positive("data", "max_tokens_per_side", self.max_tokens_per_side)
         _check_positive("data", "max_length_ratio", self.max_length_ratio)
 

@@ -17,7 +17,6 @@ from transformer.checkpoint import (
     CheckpointError,
     average_checkpoints,
     load_checkpoint,
-    load_for_inference,
     model_from_state,
 )
 from transformer.config import DecodeConfig, TrainRunConfig
@@ -49,6 +48,7 @@ class LoadedModel:
         averaged: the checkpoints averaged into `model` ([] for `source` as it is).
         ensemble: the checkpoints decoded together with `source`.
         description: the checkpoint's own account of its weights (final.pt has one).
+        data_sources: what the run read each split from (files with their sha256), if recorded.
     """
 
     source: Path
@@ -60,6 +60,7 @@ class LoadedModel:
     averaged: list[Path] = field(default_factory=list)
     ensemble: list[Path] = field(default_factory=list)
     description: str | None = None
+    data_sources: dict = field(default_factory=dict)
 
     def translator(
         self,
@@ -115,6 +116,23 @@ def _load_exported(folder: Path, device: torch.device, combined: bool) -> Loaded
     return LoadedModel(folder, tokenizer, info.cfg, device, None, exported=info)
 
 
+def check_same_tokenizer(path: Path, state: dict, tokenizer: Tokenizer, source: Path) -> None:
+    """Refuse a checkpoint (`state`, read from `path`) to combine with `source`'s model unless
+    it has the same vocabulary and direction: ensemble members and averaged weights alike.
+
+    Raises:
+        CheckpointError: naming both directions.
+    """
+    if state["tokenizer"] == tokenizer.state_dict():
+        return
+    src, tgt = state["tokenizer"].get("src_lang"), state["tokenizer"].get("tgt_lang")
+    raise CheckpointError(
+        f"{path}: its vocabulary or direction ({src}-{tgt}) differs from {source}'s "
+        f"({tokenizer.src_lang}-{tokenizer.tgt_lang}); models decoded or averaged together "
+        "need the same tokenizer."
+    )
+
+
 def _ensemble(
     first: Seq2SeqTransformer,
     tokenizer: Tokenizer,
@@ -125,15 +143,9 @@ def _ensemble(
     """`first` and the models of `paths`, which must have `first`'s tokenizer."""
     members = [first]
     for path in paths:
-        member, member_tokenizer, _ = load_for_inference(path, device)
-        if member_tokenizer.state_dict() != tokenizer.state_dict():
-            raise CheckpointError(
-                f"{path}: its vocabulary or direction ({member_tokenizer.src_lang}-"
-                f"{member_tokenizer.tgt_lang}) differs from {source}'s "
-                f"({tokenizer.src_lang}-{tokenizer.tgt_lang}); ensemble members need the same "
-                "tokenizer."
-            )
-        members.append(member)
+        state = load_checkpoint(path)
+        check_same_tokenizer(path, state, tokenizer, source)
+        members.append(model_from_state(state, path, device)[0])
     logger.info("ensemble of %d models: %s", len(members), ", ".join(map(str, paths)))
     return Ensemble(members)
 
@@ -170,11 +182,15 @@ def load_model(
     averaged = checkpoints_to_average(checkpoint, average, average_last)
     state = load_checkpoint(checkpoint)
     description = state.get("description")
+    data_sources = state.get("data_sources") or {}
     model, tokenizer, cfg = model_from_state(state, checkpoint, torch_device)
     del state  # its weights are in the model now
     if averaged:
         try:
-            model.load_state_dict(average_checkpoints(averaged))
+            weights = average_checkpoints(
+                averaged, check=lambda p, s: check_same_tokenizer(p, s, tokenizer, checkpoint)
+            )
+            model.load_state_dict(weights)
         except RuntimeError as error:  # weights that do not fit the config
             raise CheckpointError(
                 f"{checkpoint}: the averaged weights do not fit its model config: {error}"
@@ -190,4 +206,5 @@ def load_model(
         averaged=averaged,
         ensemble=members,
         description=description,
+        data_sources=data_sources,
     )

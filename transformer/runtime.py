@@ -1,8 +1,10 @@
-"""Device choice and description, autocast precision, seeding and RNG state capture."""
+"""Device choice and description, autocast precision, seeding and RNG state capture, and
+telling a full disk from other write errors."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import platform
 import random
 from collections.abc import Iterator
@@ -10,6 +12,41 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from transformer.errors import UserError
+
+# How a full disk reads when it is not an OSError with its errno: torch.save's zip writer raises
+# RuntimeError ("file write failed", or "unexpected pos N vs M" when a write came up short), and
+# pyarrow's OSError may carry the text only.
+_DISK_FULL_WORDING = ("write failed", "unexpected pos", "no space left on device")
+
+
+class DiskFullError(UserError):
+    """No space left where a command writes; the message names the folder."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` is a write that failed for lack of space (or quota)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    message = str(error).lower()
+    return isinstance(error, OSError | RuntimeError) and any(
+        words in message for words in _DISK_FULL_WORDING
+    )
+
+
+@contextlib.contextmanager
+def disk_full_is_one_line(folder: str | Path, what_to_do: str) -> Iterator[None]:
+    """Turn a write that fails for lack of space inside the block into a `DiskFullError` naming
+    `folder` and `what_to_do`; other errors pass unchanged."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if not is_disk_full(error):
+            raise
+        raise DiskFullError(
+            f"no space left on the device of {folder} ({error}); {what_to_do}"
+        ) from error
 
 
 def pick_device(name: str) -> torch.device:

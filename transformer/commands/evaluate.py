@@ -13,11 +13,12 @@ from pathlib import Path
 
 from transformer.commands.arguments import decode_config, model_parser, setup_logging
 from transformer.commands.edge import guarded
+from transformer.data.corpus import file_sha256
 from transformer.evaluation.evaluate import (
     check_aligned,
     evaluate,
+    read_recorded_split,
     split_name,
-    split_texts,
     text_lines,
     write_outputs,
 )
@@ -54,15 +55,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _texts(args: argparse.Namespace, loaded: LoadedModel) -> tuple[list[str], list[str], str]:
-    """Sources, references and the label of what is decoded."""
+def _texts(
+    args: argparse.Namespace, loaded: LoadedModel
+) -> tuple[list[str], list[str], str, dict[str, str]]:
+    """Sources, references, the label of what is decoded, and the files read with their sha256
+    (none for Multi30k or a hub corpus)."""
     if args.src is not None:
-        return text_lines(args.src), text_lines(args.ref), args.src.name
+        files = {str(path.resolve()): file_sha256(path) for path in (args.src, args.ref)}
+        return text_lines(args.src), text_lines(args.ref), args.src.name, files
     data_cfg = loaded.cfg.data
     if args.multi30k_dir:
         data_cfg = dataclasses.replace(data_cfg, multi30k_dir=args.multi30k_dir)
-    sources, refs = split_texts(data_cfg, args.split)
-    return sources, refs, split_name(data_cfg, args.split)
+    split, files = read_recorded_split(
+        data_cfg, args.split, loaded.data_sources, str(loaded.source)
+    )
+    sources, refs = list(split.dataset["src"]), list(split.dataset["tgt"])
+    return sources, refs, split_name(data_cfg, args.split), files
 
 
 def _tag(label: str, loaded: LoadedModel) -> str:
@@ -81,7 +89,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         ensemble=args.ensemble,
     )
     decode = dataclasses.replace(decode_config(args, loaded.cfg.decode), n_best=1)
-    sources, refs, label = _texts(args, loaded)
+    sources, refs, label, files = _texts(args, loaded)
     names = (args.src, args.ref) if args.src is not None else (f"{label} sources", "references")
     check_aligned(sources, refs, str(names[0]), str(names[1]))  # before --max-sentences cuts
     if args.max_sentences > 0:
@@ -99,6 +107,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "ensemble": [str(p) for p in loaded.ensemble],  # decoded together with "checkpoint"
         "engine": f"ctranslate2 ({loaded.exported.quantization})" if loaded.exported else "ours",
         "data": label if args.src is None else {"src": str(args.src), "ref": str(args.ref)},
+        "data_files": files,  # what was read: absolute path -> sha256 of its bytes
         "direction": f"{loaded.tokenizer.src_lang}-{loaded.tokenizer.tgt_lang}",
         "decode": dataclasses.asdict(decode),
         "device": str(loaded.device),

@@ -7,10 +7,12 @@ import argparse
 import logging
 from pathlib import Path
 
+from transformer.checkpoint import CheckpointError
 from transformer.commands.edge import guarded
 from transformer.run.checkpoint_dir import CheckpointDir
 from transformer.run.fork import fork
 from transformer.run.layout import checkpoints_dir
+from transformer.run.lock import hold_run_folder, release
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +27,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fork(args: argparse.Namespace) -> int:
-    fork(CheckpointDir(checkpoints_dir(args.run_dir)), args.update)
+    if not args.run_dir.is_dir():
+        raise CheckpointError(f"{args.run_dir} is not a run folder.")
+    hold_run_folder(args.run_dir, "tmt-fork")
+    try:
+        fork(CheckpointDir(checkpoints_dir(args.run_dir)), args.update)
+    finally:
+        release(args.run_dir)
     print(f"{args.run_dir} now resumes from update {args.update}: run tmt-train again.")
     return 0
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from transformer.commands.edge import debug
 from transformer.config import TrainRunConfig
 from transformer.errors import UserError
+from transformer.run.lock import hold_as_rank_0, release_all
 
 # The checkout's configs/, found from this file rather than from the working directory or the
 # calling script, so an installed command (`pip install -e`) runs from any folder.
@@ -185,6 +186,13 @@ def run_hydra(
     checked = check_command_line(argv, command)
     if checked is not None and check is not None:
         check(checked)
+    if checked is not None:  # the checks passed: hold the folder before Hydra writes to it
+        if Path(checked.run_dir).exists() and not Path(checked.run_dir).is_dir():
+            raise ConfigError(
+                f"hydra.run.dir={checked.run_dir} is a file, not a folder; name a folder for the "
+                "run."
+            )
+        hold_as_rank_0(checked.run_dir, command)
     _, overrides = _split_command_line(argv, command)
     flag_args = list(argv)
     for override in overrides:  # Hydra's parser takes the overrides in one group, after flags
@@ -195,3 +203,4 @@ def run_hydra(
         hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(job)()
     finally:
         sys.argv = saved
+        release_all()  # the session is over (a process that ends lets go by itself)

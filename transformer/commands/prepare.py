@@ -8,12 +8,14 @@ from omegaconf import DictConfig
 
 from transformer.commands.edge import guarded
 from transformer.commands.hydra_config import run_hydra, to_run_config
+from transformer.run.lock import hold_as_rank_0
 
 
 def _prepare(cfg: DictConfig) -> int:
     from transformer.data.prepare import format_stats, prepare_data
 
     run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
+    hold_as_rank_0(run_cfg.run_dir, "tmt-prepare")  # held already, unless a sweep
     print(format_stats(prepare_data(run_cfg).stats))
     return 0
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from transformer.commands.edge import guarded
 from transformer.commands.hydra_config import run_hydra, to_run_config
 from transformer.config import TrainRunConfig
+from transformer.run.lock import hold_as_rank_0
 from transformer.run.lookup import last_state
 from transformer.runtime import pick_device
 from transformer.training.compiling import check_compiler, uses_compile
@@ -74,6 +75,7 @@ def _train(cfg: DictConfig, checked: _Checked) -> int:
         run_cfg = dataclasses.replace(checked.cfg, run_dir=run_dir)
     else:
         run_cfg = _fine_tune(to_run_config(cfg, run_dir), list(hydra_cfg.overrides.task), checked)
+    hold_as_rank_0(run_cfg.run_dir, COMMAND)  # the folder Hydra made (held already, unless a sweep)
     logger.info("run folder: %s", run_cfg.run_dir)
     result = run_training(run_cfg, checked.start)
     if result["stop_signal"] is not None:  # so that `train && evaluate` and schedulers can tell

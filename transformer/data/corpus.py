@@ -1,9 +1,9 @@
 """Sentence-pair sources as `datasets` splits of {src, tgt} strings: Multi30k, Hugging Face hub
 translation corpora, and a user's own files.
 
-A user's files are streamed once into an Arrow file under `<cache_dir>/pairs/` (keyed by their
-paths, sizes and modification times) and memory-mapped from there, like the hub's own cache: no
-split of any size is held in Python lists.
+A user's files are streamed once into an Arrow file under `<cache_dir>/pairs/` (keyed by the
+sha256 of their bytes, so an edit that keeps size and modification time is seen) and
+memory-mapped from there, like the hub's own cache: no split of any size is held in Python lists.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import functools
 import hashlib
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +42,7 @@ __all__ = [
     "load_corpus",
     "load_split",
     "read_split",
+    "source_record",
     "split_name",
 ]
 
@@ -50,7 +53,8 @@ SPLITS = ("train", "validation", "test")
 PATH_KEYS = {"train": "train_path", "validation": "valid_path", "test": "test_path"}
 PAIRS_SCHEMA = pa.schema([("src", pa.string()), ("tgt", pa.string())])
 PAIR_SLICE = 50_000  # rows joined at a time when hashing an Arrow table
-PAIRS_VERSION = 1  # part of the key of the cached pairs of text files: bump when reading changes
+PAIRS_VERSION = 2  # part of the key of the cached pairs of text files: bump when reading changes
+HASH_BLOCK = 1 << 22  # bytes read at a time when hashing a file
 
 
 def split_name(cfg: DataConfig, split: str) -> str:
@@ -71,12 +75,48 @@ class CorpusSplit:
         n_empty: Pairs dropped because one side was empty.
         origin: Where the pairs came from, for statistics.
         identity: A digest of the split's contents and direction; keys the tokenised cache.
+        files: For a user's files, each path as the config gives it -> sha256 of its bytes.
     """
 
     dataset: datasets.Dataset
     n_empty: int
     origin: str
     identity: str
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read a block at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_record(split: CorpusSplit) -> dict[str, Any]:
+    """What a split was read from, as checkpoints record it: origin, identity of the pairs, and
+    each file's path (as the config gives it) with the sha256 of its bytes."""
+    return {"origin": split.origin, "identity": split.identity, "files": dict(split.files)}
+
+
+def changed_data(recorded: dict, current: dict) -> list[str]:
+    """How a split's data differs from what was recorded ([] when it is the same, or when
+    nothing was recorded): each changed file with both sha256, or both identities."""
+    if not recorded:
+        return []
+    old_files, new_files = recorded.get("files") or {}, current.get("files") or {}
+    changed = [
+        f"{path} has sha256 {new_files.get(path, 'missing')[:16]} but had {sha[:16]}"
+        for path, sha in old_files.items()
+        if new_files.get(path) != sha
+    ]
+    if changed or recorded["identity"] == current["identity"]:
+        return changed
+    return [
+        f"{current['origin']} has identity {current['identity'][:16]} but had "
+        f"{recorded['identity'][:16]}"
+    ]
 
 
 def _from_pairs(pairs: TextPairs) -> CorpusSplit:
@@ -114,34 +154,54 @@ def _text_files(cfg: DataConfig, split: str) -> CorpusSplit:
     files = split_files(path, cfg.file_format, cfg.src_lang, cfg.tgt_lang)
     for file in files:
         check_file(file, key)
-    stats = [(str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns) for file in files]
-    settings = [PAIRS_VERSION, cfg.file_format, cfg.src_lang, cfg.tgt_lang, stats]
+    hashes = {str(file): file_sha256(file) for file in files}
+    settings = [PAIRS_VERSION, cfg.file_format, cfg.src_lang, cfg.tgt_lang, list(hashes.values())]
     digest = hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()[:16]
     cache = Path(cfg.cache_dir) / "pairs" / f"files-{digest}.arrow"
-    if not cache.with_suffix(".json").is_file():
+    split = _cached_pairs(cache)
+    if split is None:
         origin, batches = stream_text_split(path, key, cfg.file_format, cfg.src_lang, cfg.tgt_lang)
         _write_pairs(batches, cache, origin)
-    return _cached_pairs(cache)
+        split = _cached_pairs(cache)
+        assert split is not None, cache  # just written
+    split.files = hashes
+    return split
+
+
+def _temp_beside(path: Path) -> Path:
+    """A new, uniquely named temporary file in `path`'s folder: processes sharing a cache folder
+    never write to one another's temporary files."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def _write_pairs(batches: Iterator[tuple[list[str], list[str]]], cache: Path, origin: str) -> None:
     """Streams pair batches into an Arrow file, then records its identity and counts beside it.
 
-    The .json file is written last, so an interrupted write is redone rather than reused.
+    Both files are written under unique temporary names and renamed into place, the .json file
+    last, so an interrupted write is redone rather than reused, and two processes filling the
+    same cache each publish a complete copy.
     """
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".arrow.tmp")
-    n_empty = 0
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, PAIRS_SCHEMA) as writer:
-        for src, tgt in batches:
-            src, tgt, dropped = strip_pairs(src, tgt)
-            n_empty += dropped
-            writer.write_batch(pa.record_batch([src, tgt], schema=PAIRS_SCHEMA))
-    tmp.replace(cache)
-    with pa.memory_map(str(cache)) as source:
-        table = pa.ipc.open_stream(source).read_all()
-        meta = {"origin": origin, "n_empty": n_empty, "identity": _identity(table)}
-    cache.with_suffix(".json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    tmp = _temp_beside(cache)
+    try:
+        n_empty = 0
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, PAIRS_SCHEMA) as writer:
+            for src, tgt in batches:
+                src, tgt, dropped = strip_pairs(src, tgt)
+                n_empty += dropped
+                writer.write_batch(pa.record_batch([src, tgt], schema=PAIRS_SCHEMA))
+        with pa.memory_map(str(tmp)) as source:
+            table = pa.ipc.open_stream(source).read_all()
+            meta = {"origin": origin, "n_empty": n_empty, "identity": _identity(table)}
+        meta["arrow_bytes"] = tmp.stat().st_size  # a truncated file reads without an error
+        tmp.replace(cache)
+        tmp = _temp_beside(cache.with_suffix(".json"))
+        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        tmp.replace(cache.with_suffix(".json"))
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _identity(table: pa.Table) -> str:
@@ -163,21 +223,30 @@ def _identity(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
-def _cached_pairs(cache: Path) -> CorpusSplit:
-    """The pairs written by `_write_pairs`, memory-mapped from the Arrow file."""
+def _cached_pairs(cache: Path) -> CorpusSplit | None:
+    """The pairs written by `_write_pairs`, memory-mapped from the Arrow file; None when the
+    cache is absent, or damaged (a file deleted, truncated or emptied), so it is written again."""
     import datasets
 
-    meta = json.loads(cache.with_suffix(".json").read_text(encoding="utf-8"))
-    dataset = datasets.Dataset.from_file(str(cache))
-    if meta["n_empty"]:
-        total = meta["n_empty"] + len(dataset)
+    meta_path = cache.with_suffix(".json")
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        dataset = datasets.Dataset.from_file(str(cache))
+        counts = (meta["n_empty"], meta["origin"], meta["identity"])
+        if cache.stat().st_size != meta["arrow_bytes"]:
+            raise ValueError(f"{cache.stat().st_size} bytes, not {meta['arrow_bytes']}")
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
+        logger.warning("%s is damaged (%s); reading the corpus files again", cache, error)
+        meta_path.unlink(missing_ok=True)
+        return None
+    if counts[0]:
         logger.warning(
-            "Dropped %d of %d pairs with an empty side in %s",
-            meta["n_empty"],
-            total,
-            meta["origin"],
-        )
-    return CorpusSplit(dataset, meta["n_empty"], meta["origin"], meta["identity"])
+            "Dropped %d of %d pairs with an empty side in %s", counts[0], counts[0] + len(dataset),
+            counts[1],
+        )  # fmt: skip
+    return CorpusSplit(dataset, *counts)
 
 
 def _load_hf(cfg: DataConfig) -> datasets.DatasetDict:

@@ -4,9 +4,12 @@ the run folder, encodes through cached `datasets.map`, and gathers corpus statis
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,19 @@ import pyarrow.compute as pc
 
 from transformer.config import DataConfig, TrainRunConfig
 from transformer.data.batching import EncodedPairs, collated_lengths
+from transformer.data.cache_folder import cache_in_use
+from transformer.data.corpus import (
+    PATH_KEYS,
+    CorpusError,
+    CorpusSplit,
+    corpus_splits,
+    read_split,
+    source_record,
+)
 from transformer.data.sampler import TokenBatchSampler
-from transformer.data.corpus import PATH_KEYS, CorpusError, CorpusSplit, corpus_splits, read_split
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer
+from transformer.runtime import disk_full_is_one_line
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +85,20 @@ class CorpusStats:
 
 @dataclass
 class PreparedData:
-    """The tokenizer, the encoded splits (src, tgt, src_ids, tgt_ids), their statistics, and the
-    (src, tgt) piece counts of each split's rows as int32 arrays."""
+    """The tokenizer, the encoded splits (src, tgt, src_ids, tgt_ids), their statistics, the
+    (src, tgt) piece counts of each split's rows as int32 arrays, and what each split was read
+    from (`data_sources`, which checkpoints record)."""
 
     tokenizer: Tokenizer
     splits: dict[str, datasets.Dataset]
     stats: CorpusStats
     lengths: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def data_sources(raw: dict[str, CorpusSplit]) -> dict[str, dict[str, Any]]:
+    """Per split, what it was read from (`transformer.data.corpus.source_record`)."""
+    return {name: source_record(split) for name, split in raw.items()}
 
 
 def _encode_batch(
@@ -123,18 +142,25 @@ def encode_split(
     key = hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()[:16]
     cache = Path(cache_dir) / "encoded" / f"{name}-{key}.arrow"
     cache.parent.mkdir(parents=True, exist_ok=True)
-    return split.dataset.map(
+    encode = functools.partial(
+        split.dataset.map,
         _encode_batch,
         batched=True,
         fn_kwargs={"tokenizer": tokenizer, "max_len": max_len, "max_ratio": max_ratio},
         num_proc=num_proc if num_proc > 1 else None,
         features=ENCODED_FEATURES,
         cache_file_name=str(cache),
-        load_from_cache_file=True,
         new_fingerprint=key,
         desc=f"Encoding {name}",
         writer_batch_size=WRITER_BATCH,
     )
+    try:
+        return encode(load_from_cache_file=True)
+    except (OSError, ValueError, pa.ArrowException) as error:  # a cache file cut short
+        logger.warning("%s is damaged (%s); encoding %s again", cache, error, name)
+        for stale in cache.parent.glob(f"{cache.stem}*"):
+            stale.unlink()
+        return encode(load_from_cache_file=False)
 
 
 def _file_lengths(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -144,19 +170,35 @@ def _file_lengths(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     through the memory map would fault in (and keep resident) pages of every record batch.
     """
     sidecar = Path(f"{path}.lengths.npy")
-    if not sidecar.is_file():
+    lengths = _read_lengths(sidecar)
+    if lengths is None:
         parts = []
         with pa.OSFile(str(path)) as source:
             for batch in pa.ipc.open_stream(source):
                 parts.append(
                     [pc.list_value_length(batch.column(name)).to_numpy() for name in ID_COLUMNS]
                 )
-        both = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0))
-        tmp = sidecar.with_suffix(".tmp.npy")
-        np.save(tmp, both.astype(np.int32))
-        tmp.replace(sidecar)
-    lengths = np.load(sidecar)  # (2, N)
+        lengths = (np.concatenate(parts, axis=1) if parts else np.zeros((2, 0))).astype(np.int32)
+        fd, tmp = tempfile.mkstemp(prefix=f".{sidecar.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                np.save(file, lengths)
+            os.replace(tmp, sidecar)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     return lengths[0], lengths[1]
+
+
+def _read_lengths(sidecar: Path) -> np.ndarray | None:
+    """The (2, N) lengths of a .lengths.npy file; None when it is absent or damaged."""
+    if not sidecar.is_file():
+        return None
+    try:
+        lengths = np.load(sidecar)
+    except (OSError, ValueError, EOFError) as error:
+        logger.warning("%s is damaged (%s); counting the lengths again", sidecar, error)
+        return None
+    return lengths if lengths.ndim == 2 and lengths.shape[0] == 2 else None
 
 
 def pair_lengths(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -243,11 +285,19 @@ def prepare_data(cfg: TrainRunConfig) -> PreparedData:
     cached under cfg.data.cache_dir. Only the training split is filtered by length.
 
     Raises:
+        DiskFullError: No space left for the caches or the tokenizer, naming both folders.
         CorpusError: The corpus cannot be read (see `transformer.data.corpus`), a split has no
             pairs, or no training pair is left.
         ValueError: The run folder holds a tokenizer trained with other settings or on another
             training corpus.
     """
+    folders = f"{cfg.data.cache_dir} or {cfg.run_dir}"
+    what_to_do = "free some space, then run the same command again (nothing half-written is reused)."
+    with disk_full_is_one_line(folders, what_to_do), cache_in_use(cfg.data.cache_dir):
+        return _prepare(cfg)
+
+
+def _prepare(cfg: TrainRunConfig) -> PreparedData:
     data = cfg.data
     raw = {name: read_split(data, name) for name in corpus_splits(data)}
     for name, split in raw.items():
@@ -276,7 +326,7 @@ def prepare_data(cfg: TrainRunConfig) -> PreparedData:
         train_batches=n_batches,
         train_padding=padding,
     )
-    return PreparedData(tokenizer, splits, corpus_stats, lengths)
+    return PreparedData(tokenizer, splits, corpus_stats, lengths, data_sources(raw))
 
 
 def format_stats(stats: CorpusStats) -> str:

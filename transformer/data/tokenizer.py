@@ -90,6 +90,49 @@ def _processor(proto: bytes) -> spm.SentencePieceProcessor:
     return spm.SentencePieceProcessor(model_proto=proto)
 
 
+class TokenizerError(ValueError):
+    """A tokenizer folder whose files are missing or damaged; the message names the file."""
+
+
+_RESTORE = (
+    "restore it (in a run folder, train.resume=false starts over and sets the old files aside)"
+)
+
+
+def read_meta(meta_path: Path) -> dict[str, Any]:
+    """A tokenizer.json: languages and settings.
+
+    Raises:
+        TokenizerError: it is unreadable (empty, truncated, not ours), naming it.
+    """
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta["src_lang"], meta["tgt_lang"], meta["settings"]["joint"]  # noqa: B018
+    except (ValueError, KeyError, TypeError) as error:
+        raise TokenizerError(
+            f"{meta_path} is damaged ({type(error).__name__}: {error}): {_RESTORE}."
+        ) from error
+    return meta
+
+
+def _read_model(path: Path, meta_path: Path) -> bytes:
+    """The bytes of a SentencePiece model file, checked to load.
+
+    Raises:
+        TokenizerError: the file is missing, empty, truncated or not a SentencePiece model.
+    """
+    if not path.is_file():
+        raise TokenizerError(f"{path} is missing; {meta_path} refers to it: {_RESTORE}.")
+    proto = path.read_bytes()
+    try:
+        pieces = _processor(proto).get_piece_size()
+    except RuntimeError as error:
+        raise TokenizerError(f"{path} is damaged ({str(error).strip()}): {_RESTORE}.") from error
+    if pieces == 0:
+        raise TokenizerError(f"{path} is empty or truncated: {_RESTORE}.")
+    return proto
+
+
 class Tokenizer:
     """Source and target SentencePiece models (the same one when joint) and their settings.
 
@@ -231,24 +274,19 @@ class Tokenizer:
         """Reads a tokenizer written by `save`.
 
         Raises:
-            FileNotFoundError: tokenizer.json or a model file is missing, naming it.
+            TokenizerError: tokenizer.json or a model file is missing or damaged, naming it.
         """
         folder = Path(folder)
         meta_path = folder / META_FILE
         if not meta_path.is_file():
-            raise FileNotFoundError(
+            raise TokenizerError(
                 f"No tokenizer in {folder}: {meta_path} is missing (it is written next to "
                 "spm.model by prepare_data / Tokenizer.save)."
             )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        src, tgt = meta["src_lang"], meta["tgt_lang"]
-        names = (
-            ["spm.model"] if meta["settings"]["joint"] else [f"spm.{src}.model", f"spm.{tgt}.model"]
-        )
-        for name in names:
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name} is missing; {meta_path} refers to it.")
-        models = [(folder / name).read_bytes() for name in names]
+        meta = read_meta(meta_path)
+        src, tgt, joint = meta["src_lang"], meta["tgt_lang"], meta["settings"]["joint"]
+        names = ["spm.model"] if joint else [f"spm.{src}.model", f"spm.{tgt}.model"]
+        models = [_read_model(folder / name, meta_path) for name in names]
         tgt_model = models[1] if len(models) == 2 else None
         return cls(models[0], tgt_model, src_lang=src, tgt_lang=tgt, settings=meta["settings"])
 

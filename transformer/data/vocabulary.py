@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformer.config import TrainRunConfig
 from transformer.data.corpus import CorpusSplit
-from transformer.data.tokenizer import META_FILE, Tokenizer, train_tokenizer
+from transformer.data.tokenizer import META_FILE, Tokenizer, read_meta, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def resolve_tokenizer_config(cfg: TrainRunConfig) -> TrainRunConfig:
     if cfg.tokenizer.input_sentence_size is not None:
         return cfg
     meta = Path(cfg.run_dir) / META_FILE
-    settings = json.loads(meta.read_text(encoding="utf-8"))["settings"] if meta.is_file() else {}
+    settings = read_meta(meta)["settings"] if meta.is_file() else {}
     size = settings.get("input_sentence_size", DEFAULT_INPUT_SENTENCE_SIZE)
     tokenizer = dataclasses.replace(cfg.tokenizer, input_sentence_size=size)
     return dataclasses.replace(cfg, tokenizer=tokenizer)

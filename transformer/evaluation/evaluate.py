@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +14,19 @@ from typing import Any
 import torch
 
 from transformer.config import DataConfig
-from transformer.data.corpus import load_split
+from transformer.data.corpus import (
+    CorpusError,
+    CorpusSplit,
+    changed_data,
+    load_split,
+    read_split,
+    source_record,
+)
 from transformer.data.corpus import split_name as split_name  # for the inference commands
 from transformer.data.text_files import read_lines
 from transformer.decoding.translator import Translator
 from transformer.evaluation.metrics import Metrics, compute_metrics
+from transformer.runtime import disk_full_is_one_line
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +63,29 @@ def split_texts(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
     """
     dataset = load_split(cfg, split)
     return list(dataset["src"]), list(dataset["tgt"])
+
+
+def read_recorded_split(
+    cfg: DataConfig, split: str, recorded: dict[str, dict], model: str
+) -> tuple[CorpusSplit, dict[str, str]]:
+    """A corpus split, checked against what the run that trained `model` read for it, and the
+    files read ({absolute path: sha256}) for the report.
+
+    A run's relative data paths resolve against the current folder: from another folder they may
+    name other files, which are refused rather than scored.
+
+    Raises:
+        CorpusError: the split cannot be read, or its files differ from the recorded ones.
+    """
+    read = read_split(cfg, split)
+    # A user's files only: a hub corpus' identity is its `datasets` fingerprint, not its bytes.
+    changed = changed_data(recorded.get(split, {}), source_record(read)) if read.files else []
+    if changed:
+        raise CorpusError(
+            f"{'; '.join(changed)} when {model} was trained (paths resolve against {Path.cwd()}): "
+            "run from the folder the run was trained in, or give the files with --src and --ref."
+        )
+    return read, {str(Path(path).resolve()): sha for path, sha in read.files.items()}
 
 
 def check_aligned(sources: list[str], refs: list[str], src_name: str, ref_name: str) -> None:
@@ -101,8 +134,6 @@ def write_outputs(
     Returns:
         The report as written.
     """
-    hyp_path.parent.mkdir(parents=True, exist_ok=True)
-    hyp_path.write_text("".join(h + "\n" for h in result.hyps), encoding="utf-8")
     report = {
         **info,
         "n_sentences": len(result.hyps),
@@ -111,6 +142,26 @@ def write_outputs(
         "sentences_per_second": round(result.sentences_per_second, 2),
         "hypotheses": str(hyp_path),
     }
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    _write_text(hyp_path, "".join(h + "\n" for h in result.hyps))
+    _write_text(report_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a temporary file beside it, synced, then renamed.
+
+    Raises:
+        DiskFullError: no space left, naming the folder (no partial file is left).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with disk_full_is_one_line(path.parent, f"{path.name} was not written: free some space "
+                                   "and run the command again."):  # fmt: skip
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

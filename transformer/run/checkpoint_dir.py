@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import secrets
@@ -27,17 +26,11 @@ import time
 from pathlib import Path
 
 from transformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from transformer.run.layout import BEST, FINAL, LAST, MANIFEST
+from transformer.run.layout import BEST, FINAL, LAST, MANIFEST, confined
 from transformer.run.manifest import Entry, Manifest, new_run_id
+from transformer.runtime import is_disk_full
 
 logger = logging.getLogger(__name__)
-
-
-def _is_disk_full(error: BaseException) -> bool:
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    # torch's zip writer reports a failed write as a RuntimeError
-    return isinstance(error, RuntimeError) and "write failed" in str(error).lower()
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -73,12 +66,32 @@ class CheckpointDir:
             return Manifest.from_json(path.read_text("utf-8"))
         except (ValueError, KeyError, TypeError) as error:
             raise CheckpointError(
-                f"{path} is not a readable manifest ({error}); set train.resume=false to start "
-                "over (the folder is set aside, nothing is deleted)."
+                f"{path} is not a readable manifest ({error}); nothing was changed. Set "
+                "train.resume=false to start over (the folder is set aside, nothing is deleted)."
             ) from error
 
+    def inside(self, name: str) -> Path:
+        """The path of a file the manifest names, confined to this folder (`layout.confined`)."""
+        return confined(self.folder, name, self.folder / MANIFEST)
+
+    def existing(self, name: str) -> Path:
+        """A state file the manifest names, which must be a file of this folder.
+
+        Raises:
+            CheckpointError: it leads outside the folder, is missing, or is not a file.
+        """
+        path = self.inside(name)
+        if not path.is_file():
+            raise CheckpointError(
+                f"{self.folder / MANIFEST} names {name}, which "
+                f"{'is not a file' if path.exists() else 'is missing'}; set train.resume=false "
+                "to start over (the folder is set aside, nothing is deleted)."
+            )
+        return path
+
     def path(self, entry: Entry) -> Path:
-        return self.folder / entry.file
+        """The state file of `entry` (see `existing`)."""
+        return self.existing(entry.file)
 
     @property
     def last_path(self) -> Path:
@@ -130,16 +143,17 @@ class CheckpointDir:
     def link(self, source: str, name: str) -> None:
         """Point `name` (last.pt, best.pt) at `source`: a hard link renamed into place."""
         target = self.folder / name
-        if target.is_file() and os.path.samefile(target, self.folder / source):
+        source_path = self.existing(source)
+        if target.is_file() and os.path.samefile(target, source_path):
             return
         tmp = self.folder / f".{name}.{secrets.token_hex(4)}.tmp"
         try:
             try:
-                os.link(self.folder / source, tmp)
+                os.link(source_path, tmp)
             except OSError as error:  # file systems without hard links
-                if _is_disk_full(error):
+                if is_disk_full(error):
                     raise
-                shutil.copyfile(self.folder / source, tmp)
+                shutil.copyfile(source_path, tmp)
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -165,8 +179,13 @@ class CheckpointDir:
         assert self.manifest is not None
         live = self.manifest.files()
         for name in self.manifest.unreferenced:
-            if name not in live:
-                (self.folder / name).unlink(missing_ok=True)
+            path = self.inside(name)
+            if name in live:
+                continue
+            if path.is_dir():  # never written by a save: someone else's folder
+                logger.warning("%s names the folder %s as unreferenced: left alone", MANIFEST, path)
+                continue
+            path.unlink(missing_ok=True)
 
     def _disk_full(self, what: str, error: BaseException) -> CheckpointError:
         last = self.last
@@ -213,7 +232,7 @@ class CheckpointDir:
                 self.link(new.best.file, BEST)
             self.publish(new)
         except (OSError, RuntimeError) as error:
-            if not _is_disk_full(error):
+            if not is_disk_full(error):
                 raise
             (self.folder / name).unlink(missing_ok=True)
             if self.manifest is None:  # the first save: nothing to point last.pt/best.pt at
@@ -239,7 +258,7 @@ class CheckpointDir:
             new.unreferenced = [name for name in new.unreferenced if name != FINAL]
             self.publish(new)
         except (OSError, RuntimeError) as error:
-            if not _is_disk_full(error):
+            if not is_disk_full(error):
                 raise
             raise self._disk_full(FINAL, error) from error
         return path

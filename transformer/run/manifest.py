@@ -1,6 +1,8 @@
 """The manifest of a run's checkpoints/ folder: its entries and its JSON form.
 
 `transformer.run.checkpoint_dir` writes and reads it; what it means is described there.
+A manifest is data, never a list of paths: every name in it is a bare file name of its own
+folder, and one that is not (`../x`, `/x`, `a/b`) makes the whole manifest unreadable.
 """
 
 from __future__ import annotations
@@ -51,16 +53,33 @@ class Manifest:
         raw = json.loads(text)
         if raw.pop("format_version", None) != MANIFEST_VERSION:
             raise ValueError(f"not a manifest of format {MANIFEST_VERSION}")
-        entry = lambda value: None if value is None else Entry(**value)  # noqa: E731
         return cls(
             run_id=raw["run_id"],
-            last=entry(raw["last"]),
-            best=entry(raw["best"]),
-            kept=[Entry(**value) for value in raw["kept"]],
-            final=entry(raw["final"]),
+            last=_entry(raw["last"]),
+            best=_entry(raw["best"]),
+            kept=[Entry(check_name(value["file"]), int(value["step"])) for value in raw["kept"]],
+            final=_entry(raw["final"]),
             final_description=raw["final_description"],
-            unreferenced=list(raw["unreferenced"]),
+            unreferenced=[check_name(name) for name in raw["unreferenced"]],
         )
+
+
+def check_name(name: object) -> str:
+    """`name` if it is a bare file name (no folder part, not "." or "..").
+
+    Raises:
+        ValueError: naming it.
+    """
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise ValueError(
+            f"it names {name!r}, which is not a file of its own folder (a manifest names files "
+            "of checkpoints/ only)"
+        )
+    return name
+
+
+def _entry(value: dict | None) -> Entry | None:
+    return None if value is None else Entry(check_name(value["file"]), int(value["step"]))
 
 
 def new_run_id() -> str:

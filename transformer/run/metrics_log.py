@@ -20,7 +20,9 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,14 @@ from pathlib import Path
 from transformer.config import TrainRunConfig
 from transformer.run.layout import METRICS_FILE
 
+logger = logging.getLogger(__name__)
+
 
 class MetricsLog:
     """Appends events to a run's metrics.jsonl; with `path` None (ranks above 0), does nothing.
 
-    Each event is written and closed at once, so a crash loses at most the line being written.
+    Each event is written and closed at once, so a crash loses at most the line being written;
+    the next event starts on a new line all the same (never glued to a torn one).
     """
 
     def __init__(self, path: Path | None) -> None:
@@ -46,8 +51,12 @@ class MetricsLog:
         for key, value in fields.items():
             finite = not isinstance(value, float) or math.isfinite(value)
             record[key] = value if finite else None
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        with self.path.open("a+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size and handle.seek(size - 1) >= 0 and handle.read(1) != b"\n":
+                line = b"\n" + line  # a kill tore the last line: start a new one
+            handle.write(line)
 
 
 def config_hash(cfg: TrainRunConfig) -> str:
@@ -64,25 +73,40 @@ def read_events(run_dir: Path) -> list[dict]:
     A session that starts from update 0 begins the run anew (`train.resume=false`, or no
     checkpoint yet), so it drops every earlier event. One that resumes from update N drops the
     earlier events of updates after N: a fork from an earlier checkpoint, or updates a killed
-    session made after its last checkpoint. A torn last line (a crash while writing) is skipped.
+    session made after its last checkpoint. A torn line (a crash while writing) is skipped with
+    a warning; an event that an older version glued onto it is still read.
 
     Raises:
         FileNotFoundError: `run_dir` has no metrics.jsonl.
     """
     kept: list[dict] = []
-    lines = (run_dir / METRICS_FILE).read_text(encoding="utf-8").splitlines()
+    path = run_dir / METRICS_FILE
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, start=1):
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            raise
+        event = _parse(line)
+        if event is None and line.strip():
+            logger.warning(
+                "%s, line %d: not a complete event (a torn write): skipped", path, number
+            )
+        if event is None:
+            continue
         if event["event"] == "start":
             resumed_from = event["update"]
             kept = [old for old in kept if resumed_from and old["update"] <= resumed_from]
         kept.append(event)
     return kept
+
+
+def _parse(line: str) -> dict | None:
+    """The event on `line`, else the one glued after a torn event, else None."""
+    for start in (0, line.rfind('{"event"')):
+        try:
+            event = json.loads(line[max(start, 0) :])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and {"event", "update", "time"} <= event.keys():
+            return event
+    return None
 
 
 @dataclass

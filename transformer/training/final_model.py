@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from transformer.checkpoint import average_checkpoints, load_checkpoint
+from transformer.data.corpus import split_name
 from transformer.data.special import PAD_ID
 from transformer.evaluation.metrics import format_metrics
 from transformer.model import build_model
@@ -85,7 +86,12 @@ def write_final_model(run: Run) -> tuple[nn.Module, str] | None:
     weights, description = _choose_weights(run, model)
     model.load_state_dict(weights)
     state = final_state(
-        weights, step=run.counters.update, description=description, cfg=run.cfg, tokenizer=tokenizer
+        weights,
+        step=run.counters.update,
+        description=description,
+        cfg=run.cfg,
+        tokenizer=tokenizer,
+        data_sources=run.prepared.sources,
     )
     path = checkpoints.save_final(state, description)
     logger.info("saved %s: %s", path, description)
@@ -101,5 +107,6 @@ def evaluate_test(run: Run, model: nn.Module, description: str) -> dict[str, flo
     )
     scores = {"bleu": metrics.bleu, "bleu_lowercase": metrics.bleu_lowercase, "chrf": metrics.chrf}
     run.log.scalars({f"test/{key}": value for key, value in scores.items()}, run.counters.update)
-    logger.info("test (%s, %s):\n%s", run.cfg.data.test_split, description, format_metrics(metrics))
+    name = split_name(run.cfg.data, "test")  # data.test_split names a corpus' own split only
+    logger.info("test (%s, %s):\n%s", name, description, format_metrics(metrics))
     return {f"test_{key}": value for key, value in scores.items()}

@@ -17,6 +17,7 @@ from torch import nn
 
 from transformer.checkpoint import FORMAT_VERSION, unwrap_model
 from transformer.config import TrainRunConfig
+from transformer.data.corpus import changed_data
 from transformer.data.sampler import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
 from transformer.errors import UserError
@@ -138,8 +139,13 @@ def checkpoint_state(
     rng_ranks: list[dict],
     cfg: TrainRunConfig,
     tokenizer: Tokenizer,
+    data_sources: dict[str, dict],
 ) -> dict:
-    """Everything needed to resume training or to use the model alone (rank 0's view)."""
+    """Everything needed to resume training or to use the model alone (rank 0's view).
+
+    `data_sources` (`transformer.data.prepare.data_sources`) records what each split was read
+    from, so a resume on changed data is refused and evaluation can check its test set.
+    """
     sampler_state = sampler.state_dict()
     return {
         "model": unwrap_model(model).state_dict(),
@@ -158,6 +164,7 @@ def checkpoint_state(
         "config": dataclasses.asdict(cfg),
         "tokenizer": tokenizer.state_dict(),
         "tokenizer_sha256": tokenizer.fingerprint,
+        "data_sources": data_sources,
         "format_version": FORMAT_VERSION,
     }
 
@@ -169,6 +176,7 @@ def final_state(
     description: str,
     cfg: TrainRunConfig,
     tokenizer: Tokenizer,
+    data_sources: dict[str, dict],
 ) -> dict:
     """The checkpoint of the model a run reports (checkpoints/final.pt): weights, config and
     vocabulary for evaluation and translation, nothing for resuming."""
@@ -179,8 +187,25 @@ def final_state(
         "config": dataclasses.asdict(cfg),
         "tokenizer": tokenizer.state_dict(),
         "tokenizer_sha256": tokenizer.fingerprint,
+        "data_sources": data_sources,
         "format_version": FORMAT_VERSION,
     }
+
+
+def check_data(state: dict, sources: dict[str, dict], path: Path) -> None:
+    """Refuse to resume on a training split whose content changed since `path` was saved (a
+    fine-tune too, whose vocabulary comes from elsewhere and so cannot tell).
+
+    Raises:
+        ResumeError: naming each changed file and both hashes.
+    """
+    changed = changed_data(state.get("data_sources", {}).get("train", {}), sources["train"])
+    if changed:
+        raise ResumeError(
+            f"{path} was trained on other data: {'; '.join(changed)}. Put the original "
+            "files back, start over with train.resume=false, or use another run folder "
+            "(name=... or hydra.run.dir=...)."
+        )
 
 
 def check_vocabulary(state: dict, tokenizer: Tokenizer, path: Path, run_dir: Path) -> None:

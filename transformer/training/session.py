@@ -37,6 +37,7 @@ from transformer.training.init_from import StartingPoint, start_fine_tune
 from transformer.training.logger import TrainLogger
 from transformer.training.loop_state import (
     LoopCounters,
+    check_data,
     check_resumable,
     check_vocabulary,
     restore_state,
@@ -258,6 +259,7 @@ def build_run(
     counters = LoopCounters()
     if resume is not None:
         check_vocabulary(resume, tokenizer, checkpoints.last_path, Path(cfg.run_dir))
+        check_data(resume, prepared.sources, checkpoints.last_path)
         counters, rng = restore_state(
             resume, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
             sampler=sampler, rank=env.rank, world_size=env.world_size,

@@ -18,7 +18,7 @@ from types import FrameType, TracebackType
 
 from transformer.config import TrainRunConfig
 from transformer.run.metrics_log import config_hash
-from transformer.runtime import describe_hardware, pick_device, rng_state
+from transformer.runtime import describe_hardware, disk_full_is_one_line, pick_device, rng_state
 from transformer.training.distributed import (
     all_gather_objects,
     broadcast_float,
@@ -37,6 +37,10 @@ from transformer.training.step import StepResult
 from transformer.training.validation import format_samples, validate
 
 logger = logging.getLogger(__name__)
+_DISK_FULL = (
+    "the last saved checkpoint is intact. Free some space, then run the same command again to "
+    "resume."
+)
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -92,6 +96,7 @@ def save(run: Run, *, is_best: bool, periodic: bool) -> None:
         rng_ranks=rng_ranks,
         cfg=run.cfg,
         tokenizer=run.prepared.tokenizer,
+        data_sources=run.prepared.sources,
     )
     run.checkpoints.save(
         state, is_best=is_best, periodic=periodic, keep_last=run.cfg.train.keep_last
@@ -264,6 +269,12 @@ def train(cfg: TrainRunConfig, start: StartingPoint | None = None) -> dict:
         "valid_loss", "valid_ppl", "valid_bleu" and "test_bleu", "test_bleu_lowercase",
         "test_chrf" when computed.
     """
+    with disk_full_is_one_line(cfg.run_dir, _DISK_FULL):  # a log, event or metrics file
+        return _session(cfg, start)
+
+
+def _session(cfg: TrainRunConfig, start: StartingPoint | None) -> dict:
+    """`train` (a full disk aside)."""
     began = time.monotonic()
     env = env_from_torchrun()
     device = init_distributed(env, pick_device(cfg.train.device))
