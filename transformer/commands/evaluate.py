@@ -10,7 +10,13 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from transformer.commands.arguments import decode_config, guarded, model_parser, setup_logging
+from transformer.commands.arguments import (
+    check_counts,
+    decode_config,
+    guarded,
+    model_parser,
+    setup_logging,
+)
 from transformer.evaluation.evaluate import (
     check_aligned,
     evaluate,
@@ -68,6 +74,7 @@ def _tag(label: str, loaded: LoadedModel) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    check_counts(args, "average_last", "max_sentences")
     loaded = load_model(
         args.checkpoint,
         device=args.device,
