@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from ct2_helpers import require_ctranslate2
 from tiny import ONE_THREAD, ROOT, tiny_assets, write_checkpoint, write_tiny_parallel_corpus
 
+from transformer import cli
 from transformer.commands.evaluate import main as evaluate_main
 from transformer.commands.translate import main as translate_main
 from transformer.data.tokenizer import train_tokenizer
@@ -153,3 +155,39 @@ def test_an_export_from_before_file_hashes_still_loads(
     (folder / "export.json").write_text(json.dumps(record), "utf-8")
     assert translate_main([str(folder), "--threads", "1", "A man."]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_a_pickle_exploit_is_refused_in_one_line_without_advice_to_allow_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    marker = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (marker,))
+
+    torch.save({"model": Exploit()}, tmp_path / "evil.pt")
+    status = translate_main([str(tmp_path / "evil.pt"), "A man."])
+    err = _one_line_exit_2(capsys, status, "evil.pt", "refused")
+    assert "weights_only" not in err and not marker.exists()
+
+
+def test_ctrl_c_in_a_hydra_command_is_exit_130_without_a_traceback(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    def pool_reporting_it() -> None:  # as datasets' map does: its own error, raised in handling
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise TimeoutError
+
+    for job in (interrupted, pool_reporting_it):
+        with pytest.raises(SystemExit) as stopped:
+            cli.guarded(job)
+        assert stopped.value.code == 130
+        assert capsys.readouterr().err.strip() == "stopped (Ctrl-C)"
+    with pytest.raises(TimeoutError):  # a bug stays a traceback
+        cli.guarded(lambda: (_ for _ in ()).throw(TimeoutError()))

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -85,9 +87,17 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist; give the path of a .pt file.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
+    except pickle.UnpicklingError as error:  # torch's text advises weights_only=False: not ours
+        blocked = re.search(r"unsupported GLOBAL (\S+)", str(error))
+        what = f" ({blocked[1]})" if blocked else ""
         raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(error).__name__}: {error}); "
+            f"checkpoint {path} holds objects other than tensors and plain values{what}; it was "
+            "not written by this project and is refused, since loading it could run code."
+        ) from error
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(error).__name__}: {reason}); "
             "the file is corrupt or not a checkpoint written by this project."
         ) from error
     if not isinstance(state, dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,13 +49,36 @@ def _fail(message: str) -> NoReturn:
 
 
 def guarded(job: Callable[[], T]) -> T:
-    """Run `job`; our user errors become one line on stderr and exit status 2."""
+    """Run `job`; our user errors become one line on stderr and exit status 2, Ctrl-C exit status
+    130, both without a traceback."""
     try:
         return job()
     except _user_errors() as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         _fail(str(error))
+    except KeyboardInterrupt:  # Ctrl-C outside training's handler (preparing data, the test decode)
+        _stopped_by_ctrl_c()
+    except Exception as error:  # a pool reports Ctrl-C as its own error (datasets: TimeoutError)
+        if not _after_ctrl_c(error):
+            raise
+        _stopped_by_ctrl_c()
+
+
+def _after_ctrl_c(error: BaseException | None) -> bool:
+    """Whether `error` was raised while handling a KeyboardInterrupt."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _stopped_by_ctrl_c() -> NoReturn:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise
+    print("stopped (Ctrl-C)", file=sys.stderr)
+    raise SystemExit(128 + signal.SIGINT) from None
 
 
 def _unknown_keys(cfg: DictConfig) -> list[str]:
@@ -128,23 +152,31 @@ def _quiet_other_ranks() -> None:
         logging.getLogger().setLevel(logging.WARNING)
 
 
+def _job_config(cfg: DictConfig) -> TrainRunConfig:
+    """The run config of a Hydra job; a fine-tune's model and tokenizer configs are those of its
+    starting checkpoint (`train.init_from`)."""
+    from transformer.training.init_from import command_line_keys, fine_tune_config
+
+    hydra_cfg = HydraConfig.get()
+    run_cfg = to_run_config(cfg, hydra_cfg.runtime.output_dir)
+    if run_cfg.train.init_from is not None:
+        try:
+            run_cfg = fine_tune_config(run_cfg, command_line_keys(list(hydra_cfg.overrides.task)))
+        except (ValueError, CheckpointError) as error:
+            _fail(f"config error: {error}")
+    return run_cfg
+
+
 def train(cfg: DictConfig) -> dict:
     """The job of `tmt-train`: convert the config, then train.
 
     Raises:
         SystemExit: 2 for a user error (one line on stderr); 128 + N after a stop by signal N.
     """
-    from transformer.training.init_from import command_line_keys, fine_tune_config
     from transformer.training.trainer import train as run_training
 
     _quiet_other_ranks()
-    hydra_cfg = HydraConfig.get()
-    run_cfg = to_run_config(cfg, hydra_cfg.runtime.output_dir)
-    if run_cfg.train.init_from is not None:  # model and tokenizer configs of the checkpoint
-        try:
-            run_cfg = fine_tune_config(run_cfg, command_line_keys(list(hydra_cfg.overrides.task)))
-        except (ValueError, CheckpointError) as error:
-            _fail(f"config error: {error}")
+    run_cfg = _job_config(cfg)
     logger.info("run folder: %s", run_cfg.run_dir)
     result = guarded(lambda: run_training(run_cfg))
     if result["stop_signal"] is not None:  # so that `train && evaluate` and schedulers can tell
@@ -155,8 +187,11 @@ def train(cfg: DictConfig) -> dict:
 def prepare(cfg: DictConfig) -> None:
     """The job of `tmt-prepare`: fetch, tokenise, and print corpus statistics."""
     from transformer.data.prepare import format_stats, prepare_data
+    from transformer.training.init_from import keep_start_tokenizer
 
-    run_cfg = to_run_config(cfg, HydraConfig.get().runtime.output_dir)
+    run_cfg = _job_config(cfg)
+    if run_cfg.train.init_from is not None:  # encoded with the vocabulary the fine-tune keeps
+        guarded(lambda: keep_start_tokenizer(run_cfg))
     prepared = guarded(lambda: prepare_data(run_cfg))
     print(format_stats(prepared.stats))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from transformer.data.batching import EncodedPairs, TokenBatchSampler, collated_
 from transformer.data.corpus import PATH_KEYS, CorpusError, CorpusSplit, corpus_splits, read_split
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer
+from transformer.data.workers import die_with_parent, workers_die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +84,15 @@ class PreparedData:
 
 
 def _encode_batch(
-    batch: dict[str, list[str]], tokenizer: Tokenizer, max_len: int, max_ratio: float
+    batch: dict[str, list[str]],
+    tokenizer: Tokenizer,
+    max_len: int,
+    max_ratio: float,
+    main_pid: int,
 ) -> dict[str, list[Any]]:
     """Encodes a batch of pairs, dropping those over max_len or max_ratio (max_len=0: none)."""
+    if os.getpid() != main_pid:  # a pool worker: it must not outlive the main process
+        die_with_parent()
     src_ids, tgt_ids = tokenizer.encode_src(batch["src"]), tokenizer.encode_tgt(batch["tgt"])
     keep = range(len(src_ids))
     if max_len:
@@ -122,18 +130,20 @@ def encode_split(
     key = hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()[:16]
     cache = Path(cache_dir) / "encoded" / f"{name}-{key}.arrow"
     cache.parent.mkdir(parents=True, exist_ok=True)
-    return split.dataset.map(
-        _encode_batch,
-        batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "max_len": max_len, "max_ratio": max_ratio},
-        num_proc=num_proc if num_proc > 1 else None,
-        features=ENCODED_FEATURES,
-        cache_file_name=str(cache),
-        load_from_cache_file=True,
-        new_fingerprint=key,
-        desc=f"Encoding {name}",
-        writer_batch_size=WRITER_BATCH,
-    )
+    settings = {"tokenizer": tokenizer, "max_len": max_len, "max_ratio": max_ratio}
+    with workers_die_with_parent():
+        return split.dataset.map(
+            _encode_batch,
+            batched=True,
+            fn_kwargs={**settings, "main_pid": os.getpid()},
+            num_proc=num_proc if num_proc > 1 else None,
+            features=ENCODED_FEATURES,
+            cache_file_name=str(cache),
+            load_from_cache_file=True,
+            new_fingerprint=key,
+            desc=f"Encoding {name}",
+            writer_batch_size=WRITER_BATCH,
+        )
 
 
 def _file_lengths(path: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -96,6 +96,17 @@ def fine_tune_config(cfg: TrainRunConfig, explicit: set[str]) -> TrainRunConfig:
     return dataclasses.replace(cfg, model=model, tokenizer=stored.tokenizer)
 
 
+def keep_start_tokenizer(cfg: TrainRunConfig) -> None:
+    """Put the starting checkpoint's tokenizer in the run folder unless one is there (so that
+    `tmt-prepare` encodes with the vocabulary the fine-tune will use; a different one already
+    there is refused by the tokenizer checks)."""
+    assert cfg.train.init_from is not None
+    folder = Path(cfg.run_dir)
+    if not (folder / "tokenizer.json").is_file():
+        state = load_checkpoint(resolve_checkpoint(Path(cfg.train.init_from)))
+        Tokenizer.from_state_dict(state["tokenizer"]).save(folder)
+
+
 def start_fine_tune(cfg: TrainRunConfig, write: bool) -> dict:
     """The starting checkpoint's weights; when `write` (rank 0), its tokenizer is copied into
     the run folder (unless there) and `init_from.json` records the checkpoint.
