@@ -1,9 +1,6 @@
-#!/usr/bin/env python
 """Decoding speed and BLEU, ours against CTranslate2: `python scripts/decoding_benchmark.py RUN`."""
 
-import sys
-
-from transformer.benchmarks.decoding import main
+from transformer.commands.decoding_benchmark import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,10 +1,9 @@
-#!/usr/bin/env python
 """Fetch the corpus, train the SentencePiece model and print corpus statistics, as `tmt-prepare`.
 
 Takes the same Hydra overrides as training: `python scripts/prepare_data.py data=multi30k_de_en`.
 """
 
-from transformer.cli import prepare_main
+from transformer.commands.prepare import main
 
 if __name__ == "__main__":
-    prepare_main()
+    raise SystemExit(main())

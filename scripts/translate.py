@@ -1,13 +1,10 @@
-#!/usr/bin/env python
 """Translate with a checkpoint or exported folder: arguments, `--input FILE`, or standard input.
 
 python scripts/translate.py CKPT "A man rides a bike."
 echo "Ein Mann fährt Fahrrad." | python scripts/translate.py CKPT
 """
 
-import sys
-
 from transformer.commands.translate import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

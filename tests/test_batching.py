@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from transformer.data.batching import Batch, TokenBatchSampler, collate, padding_stats
-from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from transformer.data.batching import Batch, collate
+from transformer.data.sampler import TokenBatchSampler, padding_stats
+from transformer.data.special import BOS_ID, EOS_ID, PAD_ID
 
 
 def _lengths(n: int, seed: int = 0) -> tuple[list[int], list[int]]:

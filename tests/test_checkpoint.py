@@ -23,7 +23,7 @@ from transformer.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
-from transformer.training.checkpoint_lookup import resolve_checkpoint
+from transformer.run.lookup import resolve_checkpoint
 
 
 def _state(weights: dict[str, torch.Tensor]) -> dict:

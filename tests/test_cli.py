@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from tiny import ROOT
 
-from transformer import cli
-from transformer.cli import rank_overrides
+from transformer.commands import hydra_config, train
+from transformer.commands.hydra_config import rank_overrides
 
 
 def test_only_ranks_above_0_get_overrides() -> None:
@@ -38,10 +38,8 @@ def test_a_command_without_configs_says_how_to_install_and_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """A non-editable install has no configs/ beside the package: one line, exit code 2."""
-    monkeypatch.setattr(cli, "CONFIG_DIR", tmp_path / "configs")
-    with pytest.raises(SystemExit) as stopped:
-        cli.train_main()
-    assert stopped.value.code == 2
+    monkeypatch.setattr(hydra_config, "CONFIG_DIR", tmp_path / "configs")
+    assert train.main([]) == 2
     assert capsys.readouterr().err == (
         f"error: no configs/train.yaml in {tmp_path}; install the project from its checkout "
         "(pip install -e .), which keeps configs/ beside the package.\n"
@@ -61,10 +59,7 @@ def test_a_misspelt_key_or_bad_value_is_one_line_and_exit_2(
 ) -> None:
     """Checked before Hydra runs the job: its own report would be several lines and status 1."""
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["tmt-train", override])
-    with pytest.raises(SystemExit) as stopped:
-        cli.train_main()
-    assert stopped.value.code == 2
+    assert train.main([override]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and says in err, err
 
@@ -75,6 +70,5 @@ def test_hydra_full_error_keeps_the_traceback_of_a_misspelt_key(
     from hydra.errors import ConfigCompositionException
 
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    monkeypatch.setattr(sys, "argv", ["tmt-train", "train.max_update=5"])
     with pytest.raises(ConfigCompositionException):
-        cli.train_main()
+        train.main(["train.max_update=5"])

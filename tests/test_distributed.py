@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from transformer.checkpoint import unwrap_model
 from transformer.config import ModelConfig, TrainConfig, TrainRunConfig
 from transformer.data.batching import Batch, collate
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.model import build_model
 from transformer.training.distributed import (
     DistEnv,

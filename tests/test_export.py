@@ -17,7 +17,7 @@ from tiny import CPU, tiny_assets, write_checkpoint, write_tiny_parallel_corpus
 from transformer.commands.evaluate import main as evaluate_main
 from transformer.commands.export import main as export_main
 from transformer.commands.translate import main as translate_main
-from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from transformer.data.special import BOS_ID, EOS_ID, PAD_ID
 from transformer.decoding.sampling import Sampling
 from transformer.decoding.translator import Translator
 from transformer.evaluation.evaluate import text_lines

@@ -17,7 +17,7 @@ from tiny import CPU, ROOT, tiny_assets, write_checkpoint, write_tiny_parallel_c
 
 from transformer.checkpoint import load_checkpoint, load_for_inference
 from transformer.data.batching import collate
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.evaluation.evaluate import text_lines
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from transformer.benchmarks.gpu_check import main
+from transformer.commands.gpu_check import main
 
 
 def test_cpu_mode_runs_every_part_and_reports_its_figures(

@@ -1,8 +1,10 @@
 """Import direction (STYLE.md section 2): walk transformer/ with ast and check every import.
 
-config <- model <- decoding <- evaluation <- training <- cli; config <- data <- (evaluation,
-training, decoding/translator.py); model, data <- checkpoint <- (evaluation, training, cli);
-runtime is importable by anything and imports only torch (and numpy, to seed it) and config.
+config <- model, data <- checkpoint, decoding <- evaluation, export <- run <- loading, training
+<- commands, beside which sit benchmarks; runtime is importable by anything and imports only
+torch (and numpy, to seed it) and config; so is progress (and tqdm); errors (the user-error
+base) is importable by anything and imports nothing. Inference never imports training/: in
+commands/, only the training commands may.
 """
 
 from __future__ import annotations
@@ -16,56 +18,44 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "transformer"
 
 # Which internal units each unit may import (besides itself). A unit is a top-level module of
-# `transformer` (config, runtime, checkpoint, cli) or a subpackage (model, data, ...).
+# `transformer` (config, runtime, checkpoint, loading, errors) or a subpackage (model, data, ...).
+_CORE = {"errors", "config", "runtime", "progress", "model", "data", "decoding", "checkpoint"}
 ALLOWED_INTERNAL: dict[str, set[str]] = {
-    "config": set(),
-    "runtime": {"config"},
-    "model": {"config", "runtime"},
-    "data": {"config", "runtime"},
-    "decoding": {"config", "runtime", "model"},
-    "checkpoint": {"config", "runtime", "model", "data"},
-    "evaluation": {"config", "runtime", "model", "data", "decoding", "checkpoint"},
-    "training": {"config", "runtime", "model", "data", "decoding", "evaluation", "checkpoint"},
-    "cli": {
-        "config",
-        "runtime",
-        "model",
-        "data",
-        "decoding",
-        "evaluation",
-        "training",
-        "checkpoint",
-    },
+    "errors": set(),
+    "config": {"errors"},
+    "runtime": {"errors", "config"},
+    "progress": {"errors", "config"},
+    "model": {"errors", "config", "runtime"},
+    "data": {"errors", "config", "runtime"},
+    "decoding": {"errors", "config", "runtime", "model", "data"},
+    "checkpoint": {"errors", "config", "runtime", "model", "data"},
+    "evaluation": _CORE,
+    "export": _CORE,
+    "run": _CORE | {"evaluation", "export"},
+    "loading": _CORE | {"evaluation", "export", "run"},
+    "training": _CORE | {"evaluation", "export", "run"},
 }
-# Deployment (CTranslate2 export and decoding) sits beside evaluation; loading combines it with
-# the checkpoints; the argparse commands sit at the level of cli.
-ALLOWED_INTERNAL["export"] = {"config", "runtime", "model", "data", "decoding", "checkpoint"}
-ALLOWED_INTERNAL["loading"] = {"config", "runtime", "model", "data", "decoding", "checkpoint"}
-ALLOWED_INTERNAL["loading"] |= {"export"}
-ALLOWED_INTERNAL["commands"] = ALLOWED_INTERNAL["cli"] | {"export", "loading"}
-ALLOWED_INTERNAL["benchmarks"] = ALLOWED_INTERNAL["commands"] | {
-    "cli"
-}  # programs that print figures
-# Single files with a wider allowance than their unit.
-# loading.py reads run folders through their manifest, which training/ owns.
-EXTRA_INTERNAL: dict[str, set[str]] = {
-    "decoding/translator.py": {"data"},
-    "loading.py": {"training"},
-    "decoding/greedy.py": {"data"},  # the special ids of data/special.py (stdlib only)
-}
+ALLOWED_INTERNAL["commands"] = ALLOWED_INTERNAL["training"] | {"training", "loading", "benchmarks"}
+ALLOWED_INTERNAL["benchmarks"] = ALLOWED_INTERNAL["commands"] | {"commands"}
+# The rule for commands/: inference (evaluate, translate, export, ...) never imports training/;
+# only the training commands do.
+TRAINING_COMMANDS = {"commands/train.py", "commands/prepare.py"}
 # Third-party packages a unit may import; None means any (subject to EXCLUSIVE below).
 ALLOWED_THIRD_PARTY: dict[str, set[str] | None] = {
     "config": set(),
     "runtime": {"torch", "numpy"},
     "model": {"torch"},
 }
-# Packages only one file may import.
+# Packages only these files may import.
+HYDRA_COMMANDS = {"commands/hydra_config.py", "commands/train.py", "commands/prepare.py"}
 EXCLUSIVE: dict[str, set[str]] = {
-    "hydra": {"cli.py"},
-    "omegaconf": {"cli.py"},
+    "hydra": HYDRA_COMMANDS,
+    "omegaconf": HYDRA_COMMANDS,
     "tensorboard": {"training/logger.py"},
     "torch.utils.tensorboard": {"training/logger.py"},
 }
+# Defined once, in data/special.py, and imported from there only.
+SPECIAL_IDS = {"PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID"}
 # Leaf model modules take plain numbers, never configs.
 LEAF_MODULES = {"model/attention.py", "model/layers.py", "model/embedding.py", "model/masks.py"}
 
@@ -103,7 +93,7 @@ def _imported_names(path: Path, module_level_only: bool = False) -> list[tuple[i
 
 
 def _unit(name: str) -> str:
-    """transformer.model.layers -> model; transformer.cli -> cli; transformer -> ''."""
+    """transformer.model.layers -> model; transformer.loading -> loading; transformer -> ''."""
     parts = name.split(".")
     return parts[1] if len(parts) > 1 else ""
 
@@ -118,15 +108,19 @@ def _violations(path: Path) -> list[str]:
         for package, owners in EXCLUSIVE.items():
             if (name == package or name.startswith(package + ".")) and rel not in owners:
                 problems.append(f"{where}: only {', '.join(sorted(owners))} may import {package}")
+        special = name.rpartition(".")[2] in SPECIAL_IDS
+        if special and name.rpartition(".")[0] != "transformer.data.special":
+            problems.append(f"{where}: the special ids come from transformer.data.special")
         if top == "transformer":
             target = _unit(name)
             if target not in ALLOWED_INTERNAL or target == unit:
                 continue  # the light root package (e.g. __version__) or the unit itself
-            allowed = ALLOWED_INTERNAL.get(unit, set()) | EXTRA_INTERNAL.get(rel, set())
-            if target not in allowed:
+            if target not in ALLOWED_INTERNAL.get(unit, set()):
                 problems.append(
                     f"{where}: {unit or 'transformer/__init__'} may not import {target}"
                 )
+            elif unit == "commands" and target == "training" and rel not in TRAINING_COMMANDS:
+                problems.append(f"{where}: only {sorted(TRAINING_COMMANDS)} may import training")
             if rel in LEAF_MODULES and target == "config":
                 problems.append(f"{where}: leaf modules take plain numbers, not configs")
         elif top not in sys.stdlib_module_names and top != "__future__":
@@ -234,10 +228,25 @@ def test_checker_catches_bad_imports(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "leaf modules take plain numbers" in model_problems
     assert "model may not import data" in model_problems
     data_problems = " ".join(_violations(bad_data))
-    assert "only cli.py may import omegaconf" in data_problems
+    assert "may import omegaconf" in data_problems
     assert "data may not import model" in data_problems
     assert _module_level_calls(side_effect) == ["transformer/data/corpus.py:2"]
     assert _violations(side_effect) == []
     (package / "model" / "a.py").write_text("from transformer.model import b\n")
     (package / "model" / "b.py").write_text("import transformer.model.a\n")
     assert _find_cycle(_import_graph())[-1] in {"transformer.model.a", "transformer.model.b"}
+
+
+def test_checker_lets_only_the_training_commands_import_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands = tmp_path / "transformer" / "commands"
+    commands.mkdir(parents=True)
+    for name in ("evaluate.py", "train.py"):
+        (commands / name).write_text("from transformer.training import trainer\n")
+    (tmp_path / "transformer" / "loading.py").write_text("from transformer.training import x\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE_DIR", tmp_path / "transformer")
+    assert "may import training" in " ".join(_violations(commands / "evaluate.py"))
+    assert _violations(commands / "train.py") == []
+    loading = " ".join(_violations(tmp_path / "transformer" / "loading.py"))
+    assert "loading may not import training" in loading

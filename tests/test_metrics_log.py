@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from transformer.config import TrainConfig, TrainRunConfig
-from transformer.training.metrics_log import (
+from transformer.run.metrics_log import (
     MetricsLog,
     config_hash,
     read_events,

@@ -12,10 +12,11 @@ import pytest
 
 from transformer.config import DataConfig, TrainConfig, TrainRunConfig
 from transformer.data import multi30k
-from transformer.data.batching import TokenBatchSampler, collate
+from transformer.data.batching import collate
 from transformer.data.corpus import CorpusError, load_split
 from transformer.data.prepare import PreparedData, format_stats, pair_lengths, prepare_data
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.sampler import TokenBatchSampler
+from transformer.data.special import PAD_ID
 
 SIZES = {"train": 29000, "val": 1014, "test_2016_flickr": 1000, "test_2017_flickr": 1000}
 logger = logging.getLogger(__name__)

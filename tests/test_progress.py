@@ -12,7 +12,7 @@ import pytest
 from tiny import CPU, SENTENCES, tiny_assets
 
 from transformer.decoding.translator import Translator
-from transformer.evaluation.progress import DecodeProgress
+from transformer.progress import decode_progress as DecodeProgress
 
 
 class _Terminal(io.StringIO):

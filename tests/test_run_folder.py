@@ -21,16 +21,17 @@ import tiny
 import torch
 from tiny import ONE_THREAD, ROOT, write_tiny_parallel_corpus
 
-from transformer import cli
 from transformer.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
+from transformer.commands.edge import guarded
 from transformer.commands.evaluate import main as evaluate_main
 from transformer.config import (
     TrainRunConfig,
 )
 from transformer.data.vocabulary import DEFAULT_INPUT_SENTENCE_SIZE
+from transformer.run.checkpoint_dir import CheckpointDir
+from transformer.run.fork import fork
+from transformer.run.lookup import averaging_candidates, resolve_checkpoint
 from transformer.training import trainer
-from transformer.training.checkpoint_dir import CheckpointDir
-from transformer.training.checkpoint_lookup import averaging_candidates, resolve_checkpoint
 from transformer.training.divergence import DivergenceError
 from transformer.training.state import ResumeError
 
@@ -74,7 +75,7 @@ class Crash(BaseException):
     """A process dying in the middle of a save (not an Exception: nothing may catch it)."""
 
 
-SAVE_STEPS = ["_write_state", "_link", "_publish", "_collect"]
+SAVE_STEPS = ["write_state", "link", "publish", "collect"]
 
 
 @pytest.mark.parametrize("crash_after", [1, 2, 3, 4, 5, 6])
@@ -181,7 +182,7 @@ def test_fork_sets_later_updates_and_a_later_best_aside(tmp_path: Path) -> None:
     checkpoints = CheckpointDir(tmp_path)
     for step, best in ((5, False), (10, True), (15, False)):
         checkpoints.save(_state(step, step), is_best=best, periodic=True, keep_last=3)
-    checkpoints.fork(5)
+    fork(checkpoints, 5)
     assert checkpoints.last.step == 5 and checkpoints.best is None
     assert [e.step for e in checkpoints.kept] == [5]
     assert (
@@ -256,7 +257,7 @@ def test_an_unreadable_last_state_names_the_ways_out(
         trainer.train(tiny_train_config(corpus, run_dir, max_updates=8))
     message = str(error.value)
     assert str(last) in message and "could not be read" in message
-    assert "scripts/fork_run.py (updates 5, 7)" in message and "train.resume=false" in message
+    assert "tmt-fork (updates 5, 7)" in message and "train.resume=false" in message
 
 
 def _retokenized_corpus(corpus: Path, folder: Path, *, change: bool) -> Path:
@@ -515,17 +516,15 @@ def test_user_errors_exit_2_in_one_line_unless_hydra_full_error(
     def resume_refused() -> None:
         raise ResumeError("runs/x/checkpoints/last.pt was trained with a different config")
 
-    with pytest.raises(SystemExit) as exit_info:
-        cli.guarded(resume_refused)
-    assert exit_info.value.code == 2
+    assert guarded(resume_refused) == 2
     assert capsys.readouterr().err == (
         "error: runs/x/checkpoints/last.pt was trained with a different config\n"
     )
     with pytest.raises(KeyError):  # a bug keeps its traceback
-        cli.guarded(lambda: {}["key"])
+        guarded(lambda: {}["key"])
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ResumeError):
-        cli.guarded(resume_refused)
+        guarded(resume_refused)
 
 
 def test_prepare_data_reports_a_missing_corpus_in_one_line(tmp_path: Path) -> None:

@@ -15,11 +15,13 @@ import pyarrow as pa
 import pytest
 import torch
 
+from transformer.commands import make_corpus
 from transformer.config import DataConfig, TokenizerConfig, TrainConfig, TrainRunConfig
-from transformer.data import batching, corpus, synthetic, text_files, tokenizer, vocabulary
-from transformer.data.batching import EncodedPairs, TokenBatchSampler, collate, pad_sources
+from transformer.data import batching, corpus, sampler, synthetic, text_files, tokenizer, vocabulary
+from transformer.data.batching import EncodedPairs, collate, pad_sources
 from transformer.data.corpus import CorpusError, read_split, split_name
 from transformer.data.prepare import prepare_data
+from transformer.data.sampler import TokenBatchSampler
 from transformer.data.special import PAD_ID
 
 
@@ -290,7 +292,7 @@ def test_bounds_match_the_row_by_row_greedy_cut() -> None:
     for _ in range(200):
         keys = sorted(rng.randint(1, 70) for _ in range(rng.randint(0, 300)))
         budget = rng.choice([1, 5, 40, 64, 300, 4096])
-        got = [tuple(b) for b in batching._bounds(np.array(keys), budget).tolist()]
+        got = [tuple(b) for b in sampler._bounds(np.array(keys), budget).tolist()]
         assert got == reference(keys, budget)
 
 
@@ -299,7 +301,7 @@ def test_padding_totals_without_lists_equal_padding_stats() -> None:
     src = np.array([rng.randint(2, 50) for _ in range(3000)], dtype=np.int32)
     tgt = np.array([max(2, s + rng.randint(-6, 6)) for s in src], dtype=np.int32)
     sampler = TokenBatchSampler(src, tgt, 1000, seed=2)
-    reference = batching.padding_stats(sampler.epoch_batches(0), src.tolist(), tgt.tolist())
+    reference = sampler.padding_stats(sampler.epoch_batches(0), src.tolist(), tgt.tolist())
     assert sampler.padding(src, tgt) == reference
 
 
@@ -316,7 +318,7 @@ def test_synthetic_corpus_joins_seeded_random_pairs(
 ) -> None:
     src, tgt = tiny_parallel_corpus["train.en"], tiny_parallel_corpus["train.de"]
     source, out = f"{src.parent}/train.{{lang}}", f"{tmp_path}/a.{{lang}}.gz"
-    synthetic.main(["--pairs", "2.5k", "--source", source, "--out", out])
+    make_corpus.main(["--pairs", "2.5k", "--source", source, "--out", out])
     synthetic.write_synthetic_corpus(src, tgt, tmp_path / "b.en", tmp_path / "b.de", 2500)
     a_en = gzip.decompress((tmp_path / "a.en.gz").read_bytes()).decode().splitlines()
     a_de = gzip.decompress((tmp_path / "a.de.gz").read_bytes()).decode().splitlines()

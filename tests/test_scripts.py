@@ -61,7 +61,7 @@ def test_multirun_sweep_gives_each_job_its_own_folder(
 
 
 def _event(event: str, clock: str, update: int, **fields: object) -> str:
-    """A metrics.jsonl line (`transformer.training.metrics_log`) at 2026-01-01 `clock`."""
+    """A metrics.jsonl line (`transformer.run.metrics_log`) at 2026-01-01 `clock`."""
     when = datetime.datetime.fromisoformat(f"2026-01-01T{clock}+00:00").timestamp()
     return json.dumps({"event": event, "time": when, "update": update, **fields}) + "\n"
 

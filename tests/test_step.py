@@ -10,7 +10,7 @@ import torch
 
 from transformer.config import ModelConfig
 from transformer.data.batching import collate
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.model import build_model
 from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.step import UpdateStep

@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from transformer.benchmarks.throughput import synthetic_batches, training_flops
 from transformer.config import ModelConfig
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.model import build_model
 
 

@@ -10,7 +10,8 @@ import pytest
 import sentencepiece as spm
 import torch
 
-from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, train_tokenizer
+from transformer.data.special import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from transformer.data.tokenizer import Tokenizer, train_tokenizer
 
 
 def _sentences(corpus: dict[str, Path], lang: str) -> list[str]:

@@ -23,18 +23,19 @@ from transformer.checkpoint import (
     load_for_inference,
     run_config_from_checkpoint,
 )
+from transformer.commands.fork import main as fork_main
 from transformer.config import (
     TrainRunConfig,
 )
-from transformer.data.batching import EncodedPairs, TokenBatchSampler
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.batching import EncodedPairs
+from transformer.data.sampler import TokenBatchSampler
+from transformer.data.special import PAD_ID
 from transformer.data.vocabulary import DEFAULT_INPUT_SENTENCE_SIZE, resolve_tokenizer_config
 from transformer.model import build_model
+from transformer.run.checkpoint_dir import CheckpointDir
+from transformer.run.metrics_log import config_hash
 from transformer.runtime import describe_hardware
 from transformer.training import final, trainer
-from transformer.training.checkpoint_dir import CheckpointDir
-from transformer.training.fork import fork_main
-from transformer.training.metrics_log import config_hash
 from transformer.training.setup import BatchStream
 from transformer.training.state import Progress, ResumeError, check_resumable
 from transformer.training.step import UpdateStep

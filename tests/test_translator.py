@@ -13,7 +13,8 @@ import torch
 from tiny import CPU, SENTENCES, tiny_assets
 
 from transformer.config import TrainRunConfig
-from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from transformer.data.special import BOS_ID, EOS_ID, PAD_ID
+from transformer.data.tokenizer import Tokenizer
 from transformer.decoding.greedy import greedy_search
 from transformer.decoding.translator import Translator, budget_batches
 from transformer.model import Seq2SeqTransformer

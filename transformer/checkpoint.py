@@ -9,7 +9,7 @@ that wrote it), "format_version", and for resuming "optimizer", "scheduler", "sc
 "config", "tokenizer", "tokenizer_sha256", "run_id", "format_version", "step" and a
 "description" of the model, and nothing for resuming. A checkpoint holds only tensors and plain
 values, so it loads with `torch.load(weights_only=True)`. File names and the run folder's
-layout belong to `transformer.training.checkpoint_dir`.
+layout belong to `transformer.run`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from transformer.config import (
     TrainConfig,
     TrainRunConfig,
 )
-from transformer.data.tokenizer import PAD_ID, Tokenizer
+from transformer.data.special import PAD_ID
+from transformer.data.tokenizer import Tokenizer
+from transformer.errors import UserError
 from transformer.model import Seq2SeqTransformer, build_model
 
 logger = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ _SECTIONS = {
 _REMOVED_KEYS = {"train": ("num_workers",)}
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, or lacks what is needed to use it."""
 
 
@@ -87,19 +89,8 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist; give the path of a .pt file.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:  # torch's text advises weights_only=False: not ours
-        blocked = re.search(r"unsupported GLOBAL (\S+)", str(error))
-        what = f" ({blocked[1]})" if blocked else ""
-        raise CheckpointError(
-            f"checkpoint {path} holds objects other than tensors and plain values{what}; it was "
-            "not written by this project and is refused, since loading it could run code."
-        ) from error
     except Exception as error:  # torch raises several types for truncated or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(error).__name__}: {reason}); "
-            "the file is corrupt or not a checkpoint written by this project."
-        ) from error
+        raise _unreadable(path, error) from error
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict.")
     missing = [key for key in REQUIRED_KEYS if state.get(key) is None]
@@ -109,6 +100,25 @@ def load_checkpoint(path: str | Path) -> dict:
             "(was it written by this project's trainer?)."
         )
     return state
+
+
+def _unreadable(path: Path, error: Exception) -> CheckpointError:
+    """One line for a checkpoint torch.load refused (torch's own text is several lines, and
+    advises weights_only=False for a refused object: never ours to give)."""
+    text = str(error)
+    blocked = re.search(r"unsupported GLOBAL:? (?:GLOBAL )?(\S+)", text, flags=re.IGNORECASE)
+    if isinstance(error, pickle.UnpicklingError) and blocked:
+        return CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain values ({blocked[1]}); "
+            "it was not written by this project and is refused, since loading it could run code."
+        )
+    advice = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = next((line for line in lines if not line.startswith(advice)), "")
+    return CheckpointError(
+        f"checkpoint {path} could not be read ({type(error).__name__}: {reason}); "
+        "the file is corrupt or not a checkpoint written by this project."
+    )
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -1,8 +1,9 @@
 """Typed configuration: every key, its single default, and the checks on it (stdlib only).
 
-YAML files under `configs/` only override these defaults. `transformer.cli` registers the
-top-level dataclasses with Hydra, so a misspelt key fails at start-up with its name, and converts
-the composed config into these dataclasses once; below that, code sees plain dataclass instances.
+YAML files under `configs/` only override these defaults. `transformer.commands.hydra_config`
+registers the top-level dataclasses with Hydra, so a misspelt key fails at start-up with its
+name, and converts the composed config into these dataclasses once; below that, code sees plain
+dataclass instances.
 """
 
 from __future__ import annotations
@@ -282,7 +283,7 @@ class TrainRunConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     # Names the run folder, runs/<name>/<src>-<tgt>, so re-running a command finds its run.
     name: str = "multi30k"
-    # The run folder (Hydra's output folder); filled in by transformer.cli.
+    # The run folder (Hydra's output folder); filled in by transformer.commands.
     run_dir: str = "."
 
     def __post_init__(self) -> None:

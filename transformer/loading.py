@@ -28,8 +28,8 @@ from transformer.decoding.translator import Translator
 from transformer.export.ct2_translator import CT2Translator
 from transformer.export.folder import ExportInfo, is_exported, read_export, recover_export
 from transformer.model import Seq2SeqTransformer
+from transformer.run.lookup import averaging_candidates, resolve_checkpoint
 from transformer.runtime import pick_device
-from transformer.training.checkpoint_lookup import averaging_candidates, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -24,110 +24,21 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from transformer.benchmarks.process_usage import Usage, measure
 from transformer.data.synthetic import default_source, parse_count, write_synthetic_corpus
 from transformer.data.text_files import lang_path
+from transformer.run.checkpoint_dir import CheckpointDir
+from transformer.run.layout import checkpoints_dir
 
-ROOT = Path(__file__).resolve().parents[2]
 UPDATE_LINE = re.compile(r"update (\d+) \|.*?([\d.]+) tok/s")
 GIB = 1024**3
 COLLATE_LABEL = "data path alone: target tok/s of the Arrow collate (no model)"
-
-
-@dataclass
-class Usage:
-    """What one subprocess used: wall time, peak memory, and its output lines with arrival times."""
-
-    seconds: float
-    peak_rss: int  # bytes: max of the process's own VmHWM and the polled sum over its tree
-    peak_anon: int  # bytes: polled peak of RssAnon summed over the tree
-    lines: list[tuple[float, str]] = field(default_factory=list)
-
-
-def _status(pid: int) -> dict[str, int]:
-    """VmRSS, RssAnon (bytes) and PPid of a live process; {} once it is gone."""
-    values = {}
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as file:
-            for line in file:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "RssAnon"):
-                    values[key] = int(rest.split()[0]) * 1024
-                elif key == "PPid":
-                    values[key] = int(rest)
-    except (FileNotFoundError, ProcessLookupError, ValueError):
-        return {}
-    return values
-
-
-def _tree(root: int) -> list[int]:
-    """`root` and its live descendants."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            ppid = _status(int(entry)).get("PPid")
-            if ppid is not None:
-                parents.setdefault(ppid, []).append(int(entry))
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(parents.get(pid, []))
-    return found
-
-
-class _Poller(threading.Thread):
-    """Polls the summed VmRSS and RssAnon of a process tree until stopped."""
-
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.interval = pid, interval
-        self.peak_rss = self.peak_anon = 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            statuses = [_status(pid) for pid in _tree(self.pid)]
-            self.peak_rss = max(self.peak_rss, sum(s.get("VmRSS", 0) for s in statuses))
-            self.peak_anon = max(self.peak_anon, sum(s.get("RssAnon", 0) for s in statuses))
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
-def measure(command: list[str], log: Path) -> Usage:
-    """Runs `command` in the repository root, timing each output line, polling its memory."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
-    started = time.monotonic()
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    poller = _Poller(process.pid)
-    poller.start()
-    lines = []
-    assert process.stdout is not None
-    with log.open("w", encoding="utf-8") as out:
-        for line in process.stdout:
-            lines.append((time.monotonic() - started, line.rstrip("\n")))
-            out.write(line)
-    _, status, rusage = os.wait4(process.pid, 0)
-    seconds = time.monotonic() - started
-    poller.stop()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        tail = "\n".join(text for _, text in lines[-20:])
-        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}); see {log}:\n{tail}")
-    peak_rss = max(rusage.ru_maxrss * 1024, poller.peak_rss)
-    return Usage(seconds, peak_rss, poller.peak_anon, lines)
 
 
 @dataclass
@@ -231,12 +142,10 @@ def run_size(args: argparse.Namespace, pairs: int) -> SizeResult:
 
 def _last_step(folder: Path) -> int:
     """The update of the newest periodic checkpoint in a size's run folder."""
-    names = sorted((folder / "run" / "checkpoints").glob("checkpoint_*.pt"))
-    if not names:
-        raise RuntimeError(
-            f"no checkpoint in {folder / 'run' / 'checkpoints'}; run without --speed-only"
-        )
-    return int(names[-1].stem.split("_")[-1])
+    checkpoints = CheckpointDir(checkpoints_dir(folder / "run"))
+    if not checkpoints.kept:
+        raise RuntimeError(f"no checkpoint in {checkpoints.folder}; run without --speed-only")
+    return checkpoints.kept[-1].step
 
 
 def interleaved_speeds(args: argparse.Namespace) -> dict[int, float]:
@@ -268,8 +177,9 @@ def collate_speeds(args: argparse.Namespace) -> dict[int, float]:
     import datasets
     import numpy as np
 
-    from transformer.data.batching import EncodedPairs, TokenBatchSampler
+    from transformer.data.batching import EncodedPairs
     from transformer.data.prepare import pair_lengths
+    from transformer.data.sampler import TokenBatchSampler
 
     streams = {}
     for pairs in args.sizes:
@@ -346,8 +256,8 @@ def format_results(results: list[SizeResult]) -> str:
         ratio = results[-1].tokens_per_s / results[0].tokens_per_s
         lines.append(f"tokens/s, largest / smallest corpus: {ratio:.3f}")
     lines.append(
-        "(first update: from starting train.py to the log line of update 1; resume: from "
-        "restarting train.py to the line of the first resumed update; tok/s: median over the "
+        "(first update: from starting tmt-train to the log line of update 1; resume: from "
+        "restarting tmt-train to the line of the first resumed update; tok/s: median over the "
         "updates after the first two, each update's target tokens over its time)"
     )
     return "\n".join(lines)
@@ -397,7 +307,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def run(argv: Sequence[str] | None = None) -> None:
     """Runs every size in turn and prints the figures."""
     args = parse_args(argv)
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; python {platform.python_version()}")

@@ -22,7 +22,8 @@ import torch
 
 from transformer.checkpoint import FORMAT_VERSION
 from transformer.config import DecodeConfig, ModelConfig, TrainRunConfig
-from transformer.data.tokenizer import PAD_ID, Tokenizer
+from transformer.data.special import PAD_ID
+from transformer.data.tokenizer import Tokenizer
 from transformer.decoding.translator import Translator
 from transformer.evaluation.evaluate import split_name, split_texts
 from transformer.evaluation.metrics import compute_metrics
@@ -30,8 +31,8 @@ from transformer.export.ct2_translator import CT2Translator
 from transformer.export.folder import export_checkpoint
 from transformer.loading import load_model
 from transformer.model import Seq2SeqTransformer, build_model
+from transformer.run.lookup import resolve_checkpoint
 from transformer.runtime import cpu_name
-from transformer.training.checkpoint_lookup import resolve_checkpoint
 
 CPU = torch.device("cpu")
 COMPUTE_TYPES = ("float32", "int8_float32", "int8")
@@ -134,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
+    """Time our decoder and CTranslate2 on a split; print the figures."""
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     loaded = load_model(resolve_checkpoint(args.checkpoint), device="cpu")

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from transformer.run.layout import FINAL, checkpoints_dir, tensorboard_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("tests", "peak", "throughput", "train", "decode")
 REFERENCE_PEAK = 790e12  # bf16 8192^3 matmul on this workplace's H200s (KINDS.md, 2026-10-28)
@@ -125,7 +127,7 @@ def _throughput_plan(args: argparse.Namespace) -> list[tuple[str, str, bool]]:
 
 def part_throughput(args: argparse.Namespace, report: Report, device: torch.device) -> None:
     from transformer.benchmarks.throughput import SHAPES, synthetic_batches, time_training
-    from transformer.cli import compose_run_config
+    from transformer.commands.hydra_config import compose_run_config
 
     if device.type == "cuda":  # as the trainer does: fp32 matmuls on TF32 tensor cores
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -193,12 +195,12 @@ def _validation_curve(run_dir: Path, t0: float) -> list[dict[str, float]]:
 
     return [
         {"update": step, "seconds": wall_time - t0, "bleu": value}
-        for wall_time, step, value in read_scalars(run_dir / "tensorboard", "valid/bleu")
+        for wall_time, step, value in read_scalars(tensorboard_dir(run_dir), "valid/bleu")
     ]
 
 
 def part_train(args: argparse.Namespace, report: Report, device: torch.device) -> None:
-    from transformer.cli import compose_run_config
+    from transformer.commands.hydra_config import compose_run_config
     from transformer.data.prepare import prepare_data
     from transformer.training.compiling import graphs_compiled
     from transformer.training.trainer import train
@@ -246,7 +248,7 @@ def part_decode(args: argparse.Namespace, report: Report, device: torch.device) 
     from transformer.decoding.translator import Translator
     from transformer.evaluation.metrics import compute_metrics
 
-    checkpoint = args.checkpoint or args.work / "run" / "checkpoints" / "final.pt"
+    checkpoint = args.checkpoint or checkpoints_dir(args.work / "run") / FINAL
     model, tokenizer, cfg = load_for_inference(checkpoint, device)
     test = load_split(cfg.data, cfg.data.test_split)
     sentences = list(test["src"])[: args.decode_sentences or None]
@@ -323,7 +325,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
     """Run the parts; return 0 when every part ran, 1 when one failed (the others still run)."""
     args = parse_args(argv)
     unknown = set(args.parts) - set(PARTS)
@@ -361,7 +363,3 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(args.work, ignore_errors=True)
     report.line(f"\nparts failed: {', '.join(failed)}" if failed else "\nevery part ran")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

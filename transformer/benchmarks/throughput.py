@@ -15,7 +15,7 @@ import torch
 
 from transformer.config import ModelConfig
 from transformer.data.batching import Batch, collate
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.model import build_model
 from transformer.training.compiling import compile_for_training, graphs_compiled
 from transformer.training.optim import build_optimizer

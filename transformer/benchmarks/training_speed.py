@@ -32,9 +32,10 @@ from transformer.config import (
     TokenizerConfig,
     TrainRunConfig,
 )
-from transformer.data.batching import Batch, TokenBatchSampler, collate
+from transformer.data.batching import Batch, collate
 from transformer.data.prepare import prepare_data
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.sampler import TokenBatchSampler
+from transformer.data.special import PAD_ID
 from transformer.model import build_model
 from transformer.model.embedding import sinusoid_table
 from transformer.training.loss import label_smoothed_cross_entropy
@@ -230,7 +231,7 @@ def bench_decoding(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="tmt-benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("--src-lang", default="en")
     parser.add_argument("--tgt-lang", default="de")
     parser.add_argument("--d-model", type=int, default=256)
@@ -254,7 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None = None) -> None:
     """`tmt-benchmark [options]`: print training (and, with --checkpoint, decoding) speed."""
     args = parse_args(argv)
     if args.threads:

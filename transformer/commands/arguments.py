@@ -1,6 +1,5 @@
 """What the inference commands share: the model and search arguments, the decode config they
-give, logging, and turning user errors into one line and exit status 2.
-"""
+give, and logging."""
 
 from __future__ import annotations
 
@@ -10,27 +9,23 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from transformer.checkpoint import CheckpointError
 from transformer.config import DEVICES, DecodeConfig
-from transformer.data.corpus import CorpusError
-from transformer.export.ct2_spec import ExportError
 
-USER_ERRORS = (CheckpointError, CorpusError, ExportError, OSError, ValueError)
 _DECODE_FLAGS = ("beam_size", "length_penalty", "max_len_a", "max_len_b", "max_tokens", "n_best")
 _FLAG_NAMES = re.compile(r"\b(?:decode\.)?(" + "|".join(_DECODE_FLAGS) + r")\b")
 
 
-def model_parser(description: str) -> argparse.ArgumentParser:
-    """A parser with the model argument, device, ensemble and search options."""
-    parser = argparse.ArgumentParser(description=description)
+def model_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser for the command `prog` with the model argument, device, ensemble and search
+    options."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "checkpoint",
         type=Path,
         help="a .pt checkpoint written by training; a run folder (its final.pt, else best.pt, "
-        "else last.pt); or a folder written by export.py, decoded with CTranslate2",
+        "else last.pt); or a folder written by tmt-export, decoded with CTranslate2",
     )
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if present")
     parser.add_argument(
@@ -103,17 +98,3 @@ def setup_logging(level: int) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-
-
-def guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a command, turning user errors into a one-line message and exit status 2."""
-    try:
-        return run(args)
-    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130

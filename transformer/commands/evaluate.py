@@ -1,4 +1,5 @@
-"""`evaluate.py CHECKPOINT`: decode a test set, write the hypotheses and a report, print metrics.
+"""`tmt-evaluate CHECKPOINT` (scripts/evaluate.py): decode a test set, write the hypotheses and
+a report, print metrics.
 
 CHECKPOINT may be a run folder, a .pt file, or an exported folder (decoded with CTranslate2).
 """
@@ -10,13 +11,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from transformer.commands.arguments import (
-    check_counts,
-    decode_config,
-    guarded,
-    model_parser,
-    setup_logging,
-)
+from transformer.commands.arguments import check_counts, decode_config, model_parser, setup_logging
+from transformer.commands.edge import guarded
 from transformer.evaluation.evaluate import (
     check_aligned,
     evaluate,
@@ -26,12 +22,14 @@ from transformer.evaluation.evaluate import (
     write_outputs,
 )
 from transformer.evaluation.metrics import format_metrics
-from transformer.evaluation.progress import DecodeProgress
 from transformer.loading import LoadedModel, load_model
+from transformer.progress import decode_progress
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = model_parser("Decode a test set with a checkpoint and report sacreBLEU and chrF.")
+    parser = model_parser(
+        "tmt-evaluate", "Decode a test set with a checkpoint and report sacreBLEU and chrF."
+    )
     data = parser.add_argument_group("what to decode (default: the corpus' test split)")
     data.add_argument("--split", default="test", help="test, validation, or e.g. test_2017_flickr")
     data.add_argument("--src", type=Path, help="a source file (one sentence a line), with --ref")
@@ -45,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="K",
-        help="average the last K checkpoint_*.pt of the checkpoint's folder",
+        help="average the last K checkpoints the run of CHECKPOINT keeps",
     )
     parser.add_argument(
         "--progress-every", type=float, default=30.0, metavar="SECONDS",
@@ -88,7 +86,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     check_aligned(sources, refs, str(names[0]), str(names[1]))  # before --max-sentences cuts
     if args.max_sentences > 0:
         sources, refs = sources[: args.max_sentences], refs[: args.max_sentences]
-    with DecodeProgress(len(sources), label, every=args.progress_every) as progress:
+    with decode_progress(len(sources), label, every=args.progress_every) as progress:
         translator = loaded.translator(decode, progress=progress, threads=args.threads)
         result = evaluate(translator, sources, refs)
     tag = _tag(label, loaded)
@@ -118,11 +116,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`evaluate.py CHECKPOINT [options]`; returns the exit status."""
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_args(argv)
     if (args.src is None) != (args.ref is None):
         parser.error("--src and --ref go together")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`tmt-evaluate CHECKPOINT [options]`; returns the exit status."""
     setup_logging(logging.INFO)
-    return guarded(_evaluate, args)
+    return guarded(lambda: _evaluate(_parse(argv)))

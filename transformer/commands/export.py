@@ -1,7 +1,8 @@
-"""`export.py CHECKPOINT OUT_DIR [--quantization ...]`: a checkpoint as a CTranslate2 folder.
+"""`tmt-export CHECKPOINT OUT_DIR [--quantization ...]` (scripts/export.py): a checkpoint as a
+CTranslate2 folder.
 
-OUT_DIR holds everything needed to translate without the checkpoint: `translate.py OUT_DIR` and
-`evaluate.py OUT_DIR` decode it with CTranslate2 (`pip install ".[ct2]"`).
+OUT_DIR holds everything needed to translate without the checkpoint: `tmt-translate OUT_DIR` and
+`tmt-evaluate OUT_DIR` decode it with CTranslate2 (`pip install ".[ct2]"`).
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ import argparse
 import logging
 from pathlib import Path
 
-from transformer.commands.arguments import guarded, setup_logging
+from transformer.commands.arguments import setup_logging
+from transformer.commands.edge import guarded
 from transformer.export.folder import DEFAULT_QUANTIZATION, QUANTIZATIONS, export_checkpoint
-from transformer.training.checkpoint_lookup import resolve_checkpoint
+from transformer.run.lookup import resolve_checkpoint
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Convert a checkpoint into a CTranslate2 folder that translate.py and "
-        "evaluate.py decode in its place."
+        prog="tmt-export",
+        description="Convert a checkpoint into a CTranslate2 folder that tmt-translate and "
+        "tmt-evaluate decode in its place.",
     )
     parser.add_argument("checkpoint", type=Path, help="a .pt checkpoint or a run folder")
     parser.add_argument("out_dir", type=Path, help="the folder to write (replaced if present)")
@@ -42,7 +45,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`export.py CHECKPOINT OUT_DIR`; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """`tmt-export CHECKPOINT OUT_DIR`; returns the exit status."""
     setup_logging(logging.WARNING)
-    return guarded(_export, args)
+    return guarded(lambda: _export(_parser().parse_args(argv)))

@@ -1,4 +1,5 @@
-"""`translate.py CHECKPOINT [SENTENCE ...]`: translate arguments, a file, or standard input.
+"""`tmt-translate CHECKPOINT [SENTENCE ...]` (scripts/translate.py): translate arguments, a
+file, or standard input.
 
 One output line per input line (or N-best lines); `--sample` draws translations at random
 (back-translation, data augmentation); `--attention` plots the first sentence's attention.
@@ -13,13 +14,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from transformer.commands.arguments import (
-    check_counts,
-    decode_config,
-    guarded,
-    model_parser,
-    setup_logging,
-)
+from transformer.commands.arguments import check_counts, decode_config, model_parser, setup_logging
+from transformer.commands.edge import guarded
 from transformer.decoding.sampling import Sampling
 from transformer.decoding.translator import Translator
 from transformer.evaluation.attention_plot import plot_attention
@@ -32,8 +28,9 @@ logger = logging.getLogger(__name__)
 
 def _parser() -> argparse.ArgumentParser:
     parser = model_parser(
+        "tmt-translate",
         "Translate sentences given as arguments, in a file (--input), or on standard input "
-        "(one output line per input line)."
+        "(one output line per input line).",
     )
     parser.add_argument("sentences", nargs="*", metavar="SENTENCE")
     parser.add_argument("--input", type=Path, help="a UTF-8 file, one sentence a line")
@@ -156,11 +153,15 @@ def _plot(translator: Translator, sentence: str | None, path: Path, layer: int) 
     print(f"attention plot: {written}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`translate.py CHECKPOINT [SENTENCE ...]`; returns the exit status."""
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_intermixed_args(argv)  # sentences may follow options
     if args.sentences and args.input:
         parser.error("give sentences as arguments or --input FILE, not both")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`tmt-translate CHECKPOINT [SENTENCE ...]`; returns the exit status."""
     setup_logging(logging.WARNING)
-    return guarded(_translate, args)
+    return guarded(lambda: _translate(_parse(argv)))

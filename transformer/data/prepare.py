@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transformer.config import DataConfig, TrainRunConfig
-from transformer.data.batching import EncodedPairs, TokenBatchSampler, collated_lengths
+from transformer.data.batching import EncodedPairs, collated_lengths
+from transformer.data.sampler import TokenBatchSampler
 from transformer.data.corpus import PATH_KEYS, CorpusError, CorpusSplit, corpus_splits, read_split
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer

@@ -3,6 +3,8 @@ the source corpus drawn at random (seeded), so lengths stay realistic and tests 
 reach millions of pairs without downloads.
 
     python scripts/make_corpus.py --pairs 1000000 --out corpora/big/train.{lang}
+
+(`transformer.commands.make_corpus` is that command.)
 """
 
 from __future__ import annotations
@@ -10,14 +12,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
-from transformer.data.text_files import lang_path, read_parallel
+from transformer.data.text_files import read_parallel
 
 CHUNK_PAIRS = 100_000  # pairs generated and written at a time
 
@@ -84,35 +84,3 @@ def default_source() -> str:
     folder = os.environ.get("MULTI30K_DIR")
     return f"{folder}/train.{{lang}}.gz" if folder else ""
 
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line of `scripts/make_corpus.py`."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=parse_count, required=True, help="e.g. 5000, 50k, 1M")
-    parser.add_argument(
-        "--out", required=True, help='output path with "{lang}" (or a prefix); .gz to gzip'
-    )
-    parser.add_argument(
-        "--source",
-        default=default_source(),
-        help='the small corpus, a path with "{lang}" (default: $MULTI30K_DIR/train.{lang}.gz)',
-    )
-    parser.add_argument("--langs", nargs=2, default=["en", "de"], metavar=("SRC", "TGT"))
-    parser.add_argument("--join", type=int, default=2, help="source pairs per pair (default 2)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if not args.source:
-        parser.error("--source is needed when MULTI30K_DIR is not set")
-    started = time.monotonic()
-    src_lang, tgt_lang = args.langs
-    outputs = [lang_path(args.out, lang) for lang in args.langs]
-    write_synthetic_corpus(
-        lang_path(args.source, src_lang),
-        lang_path(args.source, tgt_lang),
-        *outputs,
-        args.pairs,
-        join=args.join,
-        seed=args.seed,
-    )
-    elapsed = time.monotonic() - started
-    print(f"wrote {args.pairs:,} pairs to {outputs[0]} + {outputs[1]} in {elapsed:.1f} s")

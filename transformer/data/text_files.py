@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformer.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus that cannot be read as asked; the message names the file, line or key and a fix."""
 
 
@@ -202,11 +204,6 @@ def stream_tsv(path: Path, key: str = "") -> Iterator[tuple[list[str], list[str]
     return _batched_pairs(_tsv_pairs(path, key))
 
 
-def read_tsv(path: Path, key: str = "") -> TextPairs:
-    """Reads a TSV file of source<TAB>target lines (see `stream_tsv`)."""
-    return _collect(stream_tsv(path, key), str(path))
-
-
 def _jsonl_pair(line: str, path: Path, number: int, langs: tuple[str, str]) -> tuple[str, str]:
     try:
         record = json.loads(line)
@@ -237,11 +234,6 @@ def stream_jsonl(
         if line.strip()
     )
     return _batched_pairs(pairs)
-
-
-def read_jsonl(path: Path, src_lang: str, tgt_lang: str, key: str = "") -> TextPairs:
-    """Reads JSON lines of pairs (see `stream_jsonl`)."""
-    return _collect(stream_jsonl(path, src_lang, tgt_lang, key), str(path))
 
 
 def lang_path(path: str, lang: str) -> Path:
@@ -281,10 +273,3 @@ def stream_text_split(
         return origin, stream_jsonl(files[0], src_lang, tgt_lang, key)
     raise CorpusError(f"data.file_format={file_format!r} is not one of parallel, tsv, jsonl.")
 
-
-def read_text_split(
-    path: str, key: str, file_format: str, src_lang: str, tgt_lang: str
-) -> TextPairs:
-    """Reads one split of a user's corpus in the configured format (see `stream_text_split`)."""
-    origin, batches = stream_text_split(path, key, file_format, src_lang, tgt_lang)
-    return _collect(batches, origin)

@@ -24,13 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from transformer.data.special import BOS_ID, EOS_ID
 from transformer.decoding.ensemble import Ensemble, EnsembleCache
-from transformer.decoding.greedy import (
-    BOS_ID,
-    EOS_ID,
-    ban_special,
-    max_output_lengths,
-)
+from transformer.decoding.greedy import ban_special, max_output_lengths
 from transformer.model import DecoderCache, Seq2SeqTransformer
 
 

@@ -20,7 +20,8 @@ from torch import nn
 
 from transformer.config import DecodeConfig
 from transformer.data.batching import pad_sources
-from transformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from transformer.data.special import BOS_ID, EOS_ID, PAD_ID
+from transformer.data.tokenizer import Tokenizer
 from transformer.decoding.beam import Hypothesis, beam_search
 from transformer.decoding.ensemble import Ensemble
 from transformer.decoding.greedy import greedy_search, scored_greedy_search

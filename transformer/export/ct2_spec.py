@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from transformer.config import ModelConfig
+from transformer.errors import UserError
 from transformer.model import Seq2SeqTransformer
 from transformer.model.embedding import sinusoid_table
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """The model has a feature that CTranslate2 cannot express, or ctranslate2 is missing."""
 
 

@@ -1,4 +1,4 @@
 """The training loop and its parts: loss, optimizer and schedule, DDP, logging, checkpoints.
 
-Entry point: `transformer.training.trainer.train(cfg)`, called by `transformer.cli`.
+Entry point: `transformer.training.trainer.train(cfg)`, called by `transformer.commands.train`.
 """

@@ -20,12 +20,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from transformer.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 _FIX = "install it, or train without compiling: train.compile=false"
 
 
-class CompileError(RuntimeError):
+class CompileError(UserError, RuntimeError):
     """torch.compile cannot work on this machine; the message names what is missing."""
 
 
@@ -49,6 +51,23 @@ def missing_for_compile(device: torch.device) -> list[str]:
     return missing
 
 
+def uses_compile(compile_setting: bool | None, device: torch.device) -> bool:
+    """Whether training compiles: `train.compile`, or by default where a CUDA device is."""
+    return compile_setting if compile_setting is not None else device.type == "cuda"
+
+
+def check_compiler(device: torch.device) -> None:
+    """Check that Inductor can compile for `device` here (before anything is written).
+
+    Raises:
+        CompileError: a compiler, the Python headers or Triton is missing (named).
+    """
+    if missing := missing_for_compile(device):
+        raise CompileError(
+            f"train.compile: torch.compile needs {', and '.join(missing)} on this machine; {_FIX}."
+        )
+
+
 def compile_for_training(
     module: nn.Module, device: torch.device, *, backend: str = "inductor"
 ) -> nn.Module:
@@ -63,10 +82,8 @@ def compile_for_training(
     Raises:
         CompileError: Inductor lacks a compiler, the Python headers or Triton.
     """
-    if backend == "inductor" and (missing := missing_for_compile(device)):
-        raise CompileError(
-            f"train.compile: torch.compile needs {', and '.join(missing)} on this machine; {_FIX}."
-        )
+    if backend == "inductor":
+        check_compiler(device)
     logger.info("torch.compile (dynamic shapes): the first update compiles the model")
     return torch.compile(module, dynamic=True, backend=backend)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from transformer.errors import UserError
 from transformer.training.distributed import max_over_ranks
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(UserError, RuntimeError):
     """Too many updates in a row had a non-finite loss or gradient norm."""
 
 

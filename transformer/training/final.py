@@ -3,7 +3,7 @@
 final.pt is the average of the last `train.average_last` kept checkpoints, unless the best state
 scored higher on validation (BLEU, or loss when BLEU is off): a short run's average reaches back
 to early, weaker checkpoints. Without averaging it is the best state. Both are the manifest's
-(`transformer.training.checkpoint_dir`); a new save makes final.pt stale and removes it.
+(`transformer.run.checkpoint_dir`); a new save makes final.pt stale and removes it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from transformer.checkpoint import average_checkpoints, load_checkpoint
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.evaluation.metrics import format_metrics
 from transformer.model import build_model
-from transformer.training.checkpoint_dir import Entry
+from transformer.run.manifest import Entry
 from transformer.training.setup import Run
 from transformer.training.state import final_state
 from transformer.training.validation import evaluate_split, validate

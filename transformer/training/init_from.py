@@ -6,6 +6,7 @@ the checkpoint is an error naming it (the dropouts may change); values from the 
 are replaced silently. The tokenizer files are copied into the new run folder, so no tokenizer
 is trained, and `init_from.json` there records where the weights came from. Step, optimizer and
 sampler start fresh: this is not a resume (re-running the command resumes the fine-tuned run).
+The starting checkpoint is read once (`load_starting_point`), for its configs and its weights.
 """
 
 from __future__ import annotations
@@ -13,19 +14,38 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformer.checkpoint import load_checkpoint, run_config_from_checkpoint
 from transformer.config import TrainRunConfig
-from transformer.data.tokenizer import Tokenizer
-from transformer.training.checkpoint_dir import LAST
-from transformer.training.checkpoint_lookup import resolve_checkpoint
+from transformer.data.tokenizer import META_FILE, Tokenizer
+from transformer.run.layout import INIT_FROM_RECORD
+from transformer.run.lookup import last_state, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
-RECORD_FILE = "init_from.json"
+RECORD_FILE = INIT_FROM_RECORD
 MAY_CHANGE = ("dropout", "attn_dropout", "ff_dropout")  # model keys a fine-tune may set anew
 _SECTIONS = ("model", "tokenizer")
+
+
+@dataclass
+class StartingPoint:
+    """The checkpoint a fine-tune starts from (`train.init_from`, resolved), read once."""
+
+    path: Path
+    state: dict
+
+
+def load_starting_point(init_from: str) -> StartingPoint:
+    """Resolve `train.init_from` (a checkpoint or run folder) and read it.
+
+    Raises:
+        CheckpointError: it cannot be found or read.
+    """
+    path = resolve_checkpoint(Path(init_from))
+    return StartingPoint(path, load_checkpoint(path))
 
 
 def command_line_keys(overrides: list[str]) -> set[str]:
@@ -53,12 +73,15 @@ def _conflicts(cfg: TrainRunConfig, stored: TrainRunConfig, explicit: set[str]) 
     return problems
 
 
-def fine_tune_config(cfg: TrainRunConfig, explicit: set[str]) -> TrainRunConfig:
+def fine_tune_config(
+    cfg: TrainRunConfig, explicit: set[str], start: StartingPoint | None = None
+) -> TrainRunConfig:
     """`cfg` with the model and tokenizer configs of `cfg.train.init_from`'s checkpoint.
 
     Args:
         cfg: the composed run config (train.init_from set).
         explicit: config keys given on the command line (`command_line_keys`).
+        start: the starting checkpoint, if already read (else it is read here).
 
     Raises:
         ValueError: an explicit override conflicts with the checkpoint, or the data direction
@@ -66,12 +89,16 @@ def fine_tune_config(cfg: TrainRunConfig, explicit: set[str]) -> TrainRunConfig:
         CheckpointError: the checkpoint cannot be read.
     """
     assert cfg.train.init_from is not None
-    own = Path(cfg.run_dir) / "checkpoints" / LAST
     # A folder that already holds the fine-tuned run resumes from its own last state, whose model
     # and tokenizer are the ones to keep, even after the starting checkpoint is gone.
-    resuming = cfg.train.resume and own.is_file()
-    path = own if resuming else resolve_checkpoint(Path(cfg.train.init_from))
-    stored = run_config_from_checkpoint(load_checkpoint(path))
+    own = last_state(cfg.run_dir) if cfg.train.resume else None
+    resuming = own is not None
+    if own is not None:
+        path, state = own, load_checkpoint(own)
+    else:
+        start = start or load_starting_point(cfg.train.init_from)
+        path, state = start.path, start.state
+    stored = run_config_from_checkpoint(state)
     if resuming and stored.train.init_from != cfg.train.init_from:
         raise ValueError(
             f"train.init_from={cfg.train.init_from}: the run in {cfg.run_dir} started from "
@@ -96,27 +123,32 @@ def fine_tune_config(cfg: TrainRunConfig, explicit: set[str]) -> TrainRunConfig:
     return dataclasses.replace(cfg, model=model, tokenizer=stored.tokenizer)
 
 
-def keep_start_tokenizer(cfg: TrainRunConfig) -> None:
+def keep_start_tokenizer(cfg: TrainRunConfig, start: StartingPoint | None = None) -> None:
     """Put the starting checkpoint's tokenizer in the run folder unless one is there (so that
     `tmt-prepare` encodes with the vocabulary the fine-tune will use; a different one already
     there is refused by the tokenizer checks)."""
     assert cfg.train.init_from is not None
     folder = Path(cfg.run_dir)
-    if not (folder / "tokenizer.json").is_file():
-        state = load_checkpoint(resolve_checkpoint(Path(cfg.train.init_from)))
+    if not (folder / META_FILE).is_file():
+        state = (start or load_starting_point(cfg.train.init_from)).state
         Tokenizer.from_state_dict(state["tokenizer"]).save(folder)
 
 
-def start_fine_tune(cfg: TrainRunConfig, write: bool) -> dict:
+def start_fine_tune(cfg: TrainRunConfig, write: bool, start: StartingPoint | None = None) -> dict:
     """The starting checkpoint's weights; when `write` (rank 0), its tokenizer is copied into
     the run folder (unless there) and `init_from.json` records the checkpoint.
+
+    Args:
+        start: the starting checkpoint, if already read (else it is read here); its state is
+            released here, once its weights are handed over.
 
     Returns:
         The model state dict to load.
     """
     assert cfg.train.init_from is not None
-    path = resolve_checkpoint(Path(cfg.train.init_from))
-    state = load_checkpoint(path)
+    start = start or load_starting_point(cfg.train.init_from)
+    path, state = start.path, start.state
+    start.state = {}
     if write:
         folder = Path(cfg.run_dir)
         Tokenizer.from_state_dict(state["tokenizer"]).save(folder)

@@ -10,7 +10,6 @@ import contextlib
 import datetime
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -18,11 +17,11 @@ from types import TracebackType
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from transformer.progress import ProgressDisplay
+from transformer.run.metrics_log import MetricsLog
 from transformer.training.distributed import all_reduce_sum
-from transformer.training.metrics_log import MetricsLog
 
 logger = logging.getLogger(__name__)
 
@@ -30,36 +29,14 @@ HParamValue = int | float | str | bool
 PROGRESS_SECONDS = 60.0  # between progress lines when the output is not a terminal
 
 
-class ProgressLines:
-    """Progress as a log line at most every `seconds`: what a file gets instead of bar redraws.
-
-    Args:
-        total: the update the run stops at (None when it stops on epochs or time).
-        initial: the update this session starts from.
-        seconds: the least time between two lines.
-    """
-
-    def __init__(self, total: int | None, initial: int, seconds: float) -> None:
-        self.total, self.update, self.seconds = total, initial, seconds
-        self._first_update = initial
-        self._start = self._last = time.monotonic()
-
-    def advance(self, updates: int) -> None:
-        """Count `updates`; log a line when `seconds` have passed since the last one."""
-        self.update += updates
-        now = time.monotonic()
-        if now - self._last < self.seconds:
-            return
-        self._last = now
-        per_update = (now - self._start) / max(self.update - self._first_update, 1)
-        if self.total is None:
-            logger.info("progress: update %d, %.2f s/update", self.update, per_update)
-            return
-        left = datetime.timedelta(seconds=round(per_update * max(self.total - self.update, 0)))
-        logger.info(
-            "progress: update %d/%d (%.0f%%), %.2f s/update, %s left",
-            self.update, self.total, 100 * self.update / self.total, per_update, left,
-        )  # fmt: skip
+def _progress_line(update: int, total: int | None, per_update: float) -> str:
+    if total is None:
+        return f"progress: update {update}, {per_update:.2f} s/update"
+    left = datetime.timedelta(seconds=round(per_update * max(total - update, 0)))
+    return (
+        f"progress: update {update}/{total} ({100 * update / total:.0f}%), "
+        f"{per_update:.2f} s/update, {left} left"
+    )
 
 
 class TrainLogger:
@@ -95,24 +72,14 @@ class TrainLogger:
         purge_step = initial_update + 1 if initial_update > 0 else None
         self._writer = SummaryWriter(str(log_dir), purge_step=purge_step) if enabled else None
         self._metrics = MetricsLog(metrics_path if enabled else None)
-        terminal = sys.stderr.isatty() if terminal is None else terminal
-        self._lines = (
-            ProgressLines(total_updates, initial_update, progress_seconds)
-            if enabled and not terminal
-            else None
-        )
-        self._bar = tqdm(
-            total=total_updates,
-            initial=initial_update,
-            disable=not enabled or not terminal,
-            unit="upd",
-            dynamic_ncols=True,
-            mininterval=1.0,
-        )
+        self._progress = ProgressDisplay(
+            total_updates, _progress_line, initial=initial_update, every=progress_seconds,
+            unit="upd", terminal=terminal, log=logger, enabled=enabled,
+        )  # fmt: skip
         self._redirect = contextlib.ExitStack()
 
     def __enter__(self) -> TrainLogger:
-        if not self._bar.disable:
+        if not self._progress.bar.disable:
             self._redirect.enter_context(logging_redirect_tqdm())
         return self
 
@@ -126,7 +93,7 @@ class TrainLogger:
 
     def close(self) -> None:
         """Close the progress bar and flush and close the event file."""
-        self._bar.close()
+        self._progress.close()
         self._redirect.close()
         if self._writer is not None:
             self._writer.close()
@@ -158,16 +125,12 @@ class TrainLogger:
             file_writer.add_summary(summary)
 
     def event(self, name: str, update: int, fields: dict[str, object]) -> None:
-        """Append an event to metrics.jsonl (`transformer.training.metrics_log` lists them)."""
+        """Append an event to metrics.jsonl (`transformer.run.metrics_log` lists them)."""
         self._metrics.write(name, update, fields)
 
     def progress(self, updates: int, postfix: dict[str, str] | None = None) -> None:
         """Advance the bar by `updates`; `postfix` replaces the figures shown after it."""
-        if self._lines is not None:
-            self._lines.advance(updates)
-        if postfix is not None:
-            self._bar.set_postfix(postfix, refresh=False)
-        self._bar.update(updates)
+        self._progress.advance(updates, postfix)
 
 
 class Meter:

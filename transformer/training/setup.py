@@ -16,23 +16,26 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from transformer.config import TrainRunConfig
-from transformer.data.batching import Batch, EncodedPairs, TokenBatchSampler
+from transformer.data.batching import Batch, EncodedPairs
 from transformer.data.prepare import PreparedData, format_stats, prepare_data
-from transformer.data.tokenizer import META_FILE, PAD_ID
+from transformer.data.sampler import TokenBatchSampler
+from transformer.data.special import PAD_ID
+from transformer.data.tokenizer import META_FILE
 from transformer.data.vocabulary import resolve_tokenizer_config
 from transformer.model import build_model
+from transformer.run.checkpoint_dir import CheckpointDir, holds_run
+from transformer.run.layout import checkpoints_dir, metrics_path, tensorboard_dir
+from transformer.run.recovery import open_session
 from transformer.runtime import (
     describe_hardware,
     resolve_precision,
     seed_everything,
     set_rng_state,
 )
-from transformer.training.checkpoint_dir import CheckpointDir, holds_run
-from transformer.training.compiling import compile_for_training
+from transformer.training.compiling import compile_for_training, uses_compile
 from transformer.training.distributed import DistEnv, barrier
-from transformer.training.init_from import start_fine_tune
+from transformer.training.init_from import StartingPoint, start_fine_tune
 from transformer.training.logger import TrainLogger
-from transformer.training.metrics_log import METRICS_FILE
 from transformer.training.optim import build_optimizer, build_scheduler
 from transformer.training.state import (
     Progress,
@@ -137,14 +140,14 @@ def _resume_state(
     folder (readied by rank 0 first), and the state to resume from."""
     run_dir = Path(cfg.run_dir)
     if env.is_main:
-        if not cfg.train.resume and holds_run(run_dir / "checkpoints"):
+        if not cfg.train.resume and holds_run(checkpoints_dir(run_dir)):
             _set_aside(run_dir, "train.resume=false")
-        elif start_over := CheckpointDir(run_dir / "checkpoints").open_session():
+        elif start_over := open_session(CheckpointDir(checkpoints_dir(run_dir))):
             _set_aside(run_dir, start_over)
     barrier()  # the other ranks read the folder as rank 0 left it
     # After a folder is set aside (its tokenizer.json with it), before the resume check.
     cfg = resolve_tokenizer_config(cfg)
-    checkpoints = CheckpointDir(run_dir / "checkpoints")
+    checkpoints = CheckpointDir(checkpoints_dir(run_dir))
     state = checkpoints.load_last()
     if state is not None:
         path = checkpoints.last_path
@@ -198,12 +201,15 @@ def _optimization(
 def _wrap(model: nn.Module, cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> nn.Module:
     """DDP first, then torch.compile: compile(DDP(model)) lets DDPOptimizer split the graph at
     bucket boundaries so gradient all-reduces overlap the backward pass."""
-    use_compile = cfg.train.compile if cfg.train.compile is not None else device.type == "cuda"
     wrapped = model
     if env.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         wrapped = DistributedDataParallel(wrapped, device_ids=device_ids)
-    return compile_for_training(wrapped, device) if use_compile else wrapped
+    return (
+        compile_for_training(wrapped, device)
+        if uses_compile(cfg.train.compile, device)
+        else wrapped
+    )
 
 
 def _sampler(pairs: EncodedPairs, cfg: TrainRunConfig, env: DistEnv) -> TokenBatchSampler:
@@ -239,11 +245,16 @@ def _update_step(
     )
 
 
-def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
-    """Prepare data, build and (when resuming) restore every state, wrap for DDP/compile."""
+def build_run(
+    cfg: TrainRunConfig, env: DistEnv, device: torch.device, start: StartingPoint | None = None
+) -> Run:
+    """Prepare data, build and (when resuming) restore every state, wrap for DDP/compile.
+
+    `start` is a fine-tune's starting checkpoint when the caller has read it already.
+    """
     cfg, checkpoints, resume = _resume_state(cfg, env)
     fine_tune = cfg.train.init_from is not None and resume is None
-    initial = start_fine_tune(cfg, write=env.is_main) if fine_tune else None  # before _prepare
+    initial = start_fine_tune(cfg, env.is_main, start) if fine_tune else None  # before _prepare
     seed_everything(cfg.train.seed + env.rank)  # ranks draw different dropout masks
     precision = resolve_precision(cfg.train.precision, device)
     if device.type == "cuda":
@@ -287,11 +298,11 @@ def build_run(cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> Run:
         step=_update_step(model, optimizer, scaler, cfg, env, device, precision),
         progress=progress,
         log=TrainLogger(
-            Path(cfg.run_dir) / "tensorboard",
+            tensorboard_dir(cfg.run_dir),
             enabled=env.is_main,
             total_updates=cfg.train.max_updates or None,
             initial_update=progress.step,
-            metrics_path=Path(cfg.run_dir) / METRICS_FILE,
+            metrics_path=metrics_path(cfg.run_dir),
         ),
         checkpoints=checkpoints,
     )

@@ -17,8 +17,9 @@ from torch import nn
 
 from transformer.checkpoint import FORMAT_VERSION, unwrap_model
 from transformer.config import TrainRunConfig
-from transformer.data.batching import TokenBatchSampler
+from transformer.data.sampler import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
+from transformer.errors import UserError
 from transformer.training.optim import restore_schedule
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ _DEFINING_TRAIN_KEYS = ("max_train_pairs",)
 _EXACTNESS_TRAIN_KEYS = ("max_tokens", "seed", "accum_steps")
 
 
-class ResumeError(RuntimeError):
+class ResumeError(UserError, RuntimeError):
     """The run folder's checkpoint belongs to a different model, data or tokenizer config."""
 
 

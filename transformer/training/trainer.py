@@ -1,7 +1,8 @@
 """The training loop: updates, logging, validation, checkpoints, early stopping, stop signals.
 
-`train(cfg)` is the entry point (called by `transformer.cli` after Hydra composition). Re-running
-it into a run folder that holds checkpoints/last.pt continues from there (`train.resume`).
+`train(cfg)` is the entry point (called by `transformer.commands.train` after Hydra
+composition). Re-running it into a run folder that holds checkpoints/last.pt continues from there
+(`train.resume`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from types import FrameType, TracebackType
 
 from transformer.config import TrainRunConfig
+from transformer.run.metrics_log import config_hash
 from transformer.runtime import describe_hardware, pick_device, rng_state
 from transformer.training.distributed import (
     all_gather_objects,
@@ -27,8 +29,8 @@ from transformer.training.distributed import (
 )
 from transformer.training.divergence import DivergenceError, NonFiniteGuard
 from transformer.training.final import evaluate_test, write_final_model
+from transformer.training.init_from import StartingPoint
 from transformer.training.logger import Meter, flat_hparams
-from transformer.training.metrics_log import config_hash
 from transformer.training.setup import Run, build_run
 from transformer.training.state import checkpoint_state
 from transformer.training.step import StepResult
@@ -242,8 +244,11 @@ def _session_start(run: Run, setup_seconds: float) -> dict[str, object]:
     }
 
 
-def train(cfg: TrainRunConfig) -> dict:
+def train(cfg: TrainRunConfig, start: StartingPoint | None = None) -> dict:
     """Train (or resume) the run in `cfg.run_dir`; return the final metrics.
+
+    `start` is a fine-tune's starting checkpoint (`train.init_from`) when the caller has read it
+    already (it is read once).
 
     Stops at `train.max_updates`, `max_epochs`, `max_time_minutes` (this session's wall time),
     after `patience` validations without a gain in BLEU, or on Ctrl-C/SIGTERM, which first save
@@ -263,7 +268,7 @@ def train(cfg: TrainRunConfig) -> dict:
     env = env_from_torchrun()
     device = init_distributed(env, pick_device(cfg.train.device))
     try:
-        run = build_run(cfg, env, device)
+        run = build_run(cfg, env, device, start)
         with run.log:
             run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
             run.log.event("start", run.progress.step, _session_start(run, run.started - began))

@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 from transformer.config import DecodeConfig, TrainRunConfig
-from transformer.data.batching import EncodedPairs, TokenBatchSampler
+from transformer.data.batching import EncodedPairs
 from transformer.data.prepare import PreparedData
-from transformer.data.tokenizer import PAD_ID, Tokenizer
+from transformer.data.sampler import TokenBatchSampler
+from transformer.data.special import PAD_ID
+from transformer.data.tokenizer import Tokenizer
 from transformer.decoding.translator import Translator
 from transformer.evaluation.metrics import Metrics, compute_metrics
-from transformer.evaluation.progress import DecodeProgress
+from transformer.progress import decode_progress
 from transformer.runtime import autocast
 from transformer.training.loss import label_smoothed_cross_entropy
 
@@ -118,7 +120,7 @@ def validation_bleu(
     BLEU of `scripts/evaluate.py` on the same checkpoint agree.
     """
     model.eval()
-    with DecodeProgress(len(sources), what) as progress:  # a bar, or a log line every 30 s
+    with decode_progress(len(sources), what) as progress:  # a bar, or a log line every 30 s
         translator = Translator(model, tokenizer, decode_cfg, device, progress=progress)
         hypotheses = translator.translate(sources)
     metrics = compute_metrics(hypotheses, references)

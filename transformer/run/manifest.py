@@ -1,6 +1,6 @@
 """The manifest of a run's checkpoints/ folder: its entries and its JSON form.
 
-`transformer.training.checkpoint_dir` writes and reads it; what it means is described there.
+`transformer.run.checkpoint_dir` writes and reads it; what it means is described there.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 

@@ -1,16 +1,14 @@
 """Which checkpoint a run folder stands for, and which it averages, read through its manifest
-(`transformer.training.checkpoint_dir`), for evaluate.py and translate.py."""
+(`checkpoint_dir.py`; folders without one by `upgrade.py`), for the inference commands."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from transformer.checkpoint import CheckpointError
-from transformer.training.checkpoint_dir import BEST, FINAL, LAST, LEGACY_PERIODIC, CheckpointDir
-from transformer.training.manifest import MANIFEST
-
-logger = logging.getLogger(__name__)
+from transformer.run.checkpoint_dir import CheckpointDir
+from transformer.run.layout import CHECKPOINTS, MANIFEST, checkpoints_dir
+from transformer.run.upgrade import legacy_last, legacy_periodic, legacy_reported
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -22,12 +20,11 @@ def resolve_checkpoint(path: Path) -> Path:
     """
     if not path.is_dir():
         return path
-    for folder in (path / "checkpoints", path):
+    for folder in (path / CHECKPOINTS, path):
         if (folder / MANIFEST).is_file() and (found := CheckpointDir(folder).reported()):
             return found
-        for name in (FINAL, BEST, LAST):
-            if not (folder / MANIFEST).is_file() and (folder / name).is_file():
-                return folder / name
+        if found := legacy_reported(folder):
+            return found
     raise CheckpointError(
         f"{path} is a folder without final.pt, best.pt or last.pt (nor a checkpoints/ folder "
         "holding one); give a run folder or the path of a .pt file."
@@ -45,12 +42,23 @@ def averaging_candidates(folder: Path, k: int) -> list[Path]:
         checkpoints = CheckpointDir(folder)
         found = [checkpoints.path(entry) for entry in checkpoints.kept[-k:]]
     else:
-        found = sorted(folder.glob(LEGACY_PERIODIC))[-k:]
-        if found:
-            logger.warning("%s has no manifest: averaging checkpoint_*.pt files by name", folder)
+        found = legacy_periodic(folder, k)
     if len(found) < k:
         raise CheckpointError(
             f"--average-last {k}: {folder} keeps {len(found)} checkpoint(s); lower K or list "
             "the files with --average."
         )
     return found
+
+
+def last_state(run_dir: str | Path) -> Path | None:
+    """The state a run folder's next training session resumes from, or None: the manifest's
+    last (None when last.pt was deleted to start over), or in a folder written before manifests,
+    last.pt."""
+    folder = checkpoints_dir(run_dir)
+    if not (folder / MANIFEST).is_file():
+        return legacy_last(folder)
+    checkpoints = CheckpointDir(folder)
+    if checkpoints.last is None or checkpoints.last_was_deleted():
+        return None
+    return checkpoints.path(checkpoints.last)

@@ -9,6 +9,9 @@ writes a new `checkpoint_<update>.pt` (at validations) or `state_<update>.pt` (a
 stop), so a crash at any point leaves the folder at the old manifest or the new one. `last.pt`
 and `best.pt` are hard links to the manifest's files, for people and older tools; a file the
 manifest does not name is never resumed from, averaged or chosen.
+
+This module reads the folder and saves into it; `recovery.py` repairs what a crash left,
+`upgrade.py` adopts folders saved before manifests, and `fork.py` resumes from an earlier update.
 """
 
 from __future__ import annotations
@@ -24,12 +27,10 @@ import time
 from pathlib import Path
 
 from transformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from transformer.training.manifest import MANIFEST, Entry, Manifest, new_run_id
+from transformer.run.layout import BEST, FINAL, LAST, MANIFEST
+from transformer.run.manifest import Entry, Manifest, new_run_id
 
 logger = logging.getLogger(__name__)
-
-LAST, BEST, FINAL = "last.pt", "best.pt", "final.pt"
-LEGACY_PERIODIC = "checkpoint_*.pt"
 
 
 def _is_disk_full(error: BaseException) -> bool:
@@ -114,7 +115,7 @@ class CheckpointDir:
 
     # ------------------------------------------------------------------------------ writing
 
-    def _fresh_name(self, stem: str) -> str:
+    def fresh_name(self, stem: str) -> str:
         taken = self.manifest.files() if self.manifest else set()
         name, k = f"{stem}.pt", 0
         while name in taken or (self.folder / name).exists():
@@ -122,11 +123,11 @@ class CheckpointDir:
             name = f"{stem}.{k}.pt"
         return name
 
-    def _write_state(self, name: str, state: dict) -> None:
+    def write_state(self, name: str, state: dict) -> None:
         """Write `state` atomically as `name` (never an existing file): `save_checkpoint`."""
         save_checkpoint(self.folder / name, state)
 
-    def _link(self, source: str, name: str) -> None:
+    def link(self, source: str, name: str) -> None:
         """Point `name` (last.pt, best.pt) at `source`: a hard link renamed into place."""
         target = self.folder / name
         if target.is_file() and os.path.samefile(target, self.folder / source):
@@ -144,7 +145,7 @@ class CheckpointDir:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _publish(self, manifest: Manifest) -> None:
+    def publish(self, manifest: Manifest) -> None:
         """Write the manifest to a temporary file and rename it into place: the save's commit."""
         tmp = self.folder / f".{MANIFEST}.{secrets.token_hex(4)}.tmp"
         try:
@@ -159,7 +160,7 @@ class CheckpointDir:
         _fsync_folder(self.folder)
         self.manifest = manifest
 
-    def _collect(self) -> None:
+    def collect(self) -> None:
         """Delete the files the manifest no longer refers to (never one it does)."""
         assert self.manifest is not None
         live = self.manifest.files()
@@ -193,7 +194,7 @@ class CheckpointDir:
         """
         old = self.manifest or Manifest(run_id=self.run_id)
         step = state["step"]
-        name = self._fresh_name(f"checkpoint_{step:08d}" if periodic else f"state_{step:08d}")
+        name = self.fresh_name(f"checkpoint_{step:08d}" if periodic else f"state_{step:08d}")
         entry = Entry(name, step)
         kept = [*old.kept, entry] if periodic else list(old.kept)
         new = Manifest(
@@ -206,11 +207,11 @@ class CheckpointDir:
         gone = (old.files() | leftover) - new.files()
         new.unreferenced = sorted(gone | {FINAL})  # final.pt no longer holds the run's result
         try:
-            self._write_state(name, {**state, "run_id": old.run_id})
-            self._link(name, LAST)
+            self.write_state(name, {**state, "run_id": old.run_id})
+            self.link(name, LAST)
             if new.best is not None:
-                self._link(new.best.file, BEST)
-            self._publish(new)
+                self.link(new.best.file, BEST)
+            self.publish(new)
         except (OSError, RuntimeError) as error:
             if not _is_disk_full(error):
                 raise
@@ -219,9 +220,9 @@ class CheckpointDir:
                 for link in (LAST, BEST):
                     (self.folder / link).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # links take no data blocks, but be safe
-                self._sync_links()  # last.pt and best.pt back to the published manifest
+                self.sync_links()  # last.pt and best.pt back to the published manifest
             raise self._disk_full(f"update {step}", error) from error
-        self._collect()
+        self.collect()
         what = f"{name}{' (best)' if is_best else ''}"
         logger.info("saved %s as %s (update %d)", self.folder / LAST, what, step)
         return self.folder / name
@@ -231,84 +232,56 @@ class CheckpointDir:
         assert self.manifest is not None, "final.pt follows a saved state"
         path = self.folder / FINAL
         try:
-            self._write_state(FINAL, {**state, "run_id": self.run_id})
+            self.write_state(FINAL, {**state, "run_id": self.run_id})
             new = dataclasses.replace(
                 self.manifest, final=Entry(FINAL, state["step"]), final_description=description
             )
             new.unreferenced = [name for name in new.unreferenced if name != FINAL]
-            self._publish(new)
+            self.publish(new)
         except (OSError, RuntimeError) as error:
             if not _is_disk_full(error):
                 raise
             raise self._disk_full(FINAL, error) from error
         return path
 
-    # ----------------------------------------------------------------- starting a session
-
-    def remove_temporaries(self) -> None:
-        """Delete `.*.tmp` files left by a crash in the middle of a write."""
-        for path in self.folder.glob(".*.tmp"):
-            path.unlink(missing_ok=True)
-            logger.info("removed %s, left by an interrupted save", path)
-
-    def _sync_links(self) -> None:
+    def sync_links(self) -> None:
         """last.pt and best.pt as the manifest says (a crash may have left them ahead of it)."""
         if self.manifest is None:
             return
         for name, entry in ((LAST, self.manifest.last), (BEST, self.manifest.best)):
             if entry is not None:
-                self._link(entry.file, name)
+                self.link(entry.file, name)
             else:
                 (self.folder / name).unlink(missing_ok=True)
 
-    def recover(self) -> None:
-        """Bring the folder to its manifest after a crash: temporaries and unreferenced files
-        removed, a final.pt the manifest does not name removed, last.pt/best.pt relinked."""
-        self.remove_temporaries()
-        if self.manifest is None:
-            return
-        self._collect()
-        if self.manifest.final is None:
-            (self.folder / FINAL).unlink(missing_ok=True)
-        self._remove_orphans()
-        self._sync_links()
+    def set_aside(self, folder_name: str, names: list[str]) -> Path | None:
+        """Move files of this folder into a subfolder `folder_name` (nothing is deleted)."""
+        present = [name for name in names if (self.folder / name).exists()]
+        if not present:
+            return None
+        aside = self.folder / folder_name
+        aside.mkdir()
+        for name in present:
+            (self.folder / name).rename(aside / name)
+        return aside
 
-    def _remove_orphans(self) -> None:
-        # A crash between writing a state file and publishing the manifest leaves a file of this
-        # run that no manifest names: its "run_id" proves it ours. Other files are left alone.
-        assert self.manifest is not None
-        live = self.manifest.files() | {LAST, BEST, FINAL}
-        for path in self.folder.glob("*.pt"):
-            if path.name in live:
-                continue
-            try:
-                ours = load_checkpoint(path).get("run_id") == self.run_id
-            except CheckpointError:
-                ours = False
-            if ours:
-                path.unlink()
-                logger.info("removed %s, written by a save that a crash interrupted", path)
+    def set_aside_later(self, step: int, names: list[str]) -> None:
+        """Move `names`, files of updates after `step`, into `later-than-<step>.<time>/`."""
+        aside = self.set_aside(f"later-than-{step}.{time.strftime('%Y%m%d-%H%M%S')}", names)
+        if aside is not None:
+            logger.warning(
+                "resuming from update %d: %s, of later updates, moved to %s",
+                step, ", ".join(names), aside,
+            )  # fmt: skip
 
-    def open_session(self) -> str | None:
-        """Ready the folder for a resumed or new training session (rank 0, before anything
-        reads it).
+    # ------------------------------------------------------------------------------ resuming
 
-        Removes temporaries; adopts a folder saved before manifests; moves files no manifest
-        names out of the way; repairs what a crash left (`recover`).
+    def last_was_deleted(self) -> bool:
+        """A manifest without last.pt beside it: someone deleted last.pt to start over.
 
-        Returns:
-            Why the run must start over instead (the caller sets the old run aside), or None.
+        last.pt is renamed into place before every manifest, so no crash leaves this state.
         """
-        self.remove_temporaries()
-        last = self.folder / LAST
-        if self.last_was_deleted():
-            return f"{last} was deleted"
-        if self.manifest is None and last.is_file() and "run_id" not in load_checkpoint(last):
-            self.adopt_legacy()
-        elif self.manifest is None:  # a crash before the first manifest, or foreign files
-            self.set_aside_strangers()
-        self.recover()
-        return None
+        return self.last is not None and not (self.folder / LAST).exists()
 
     def load_last(self) -> dict | None:
         """The state to resume from (the manifest's last), or None for a new run.
@@ -323,7 +296,7 @@ class CheckpointDir:
             state = load_checkpoint(path)
         except CheckpointError as error:
             raise CheckpointError(
-                f"{error} To go on from an earlier update instead, see scripts/fork_run.py "
+                f"{error} To go on from an earlier update instead, see tmt-fork "
                 f"(updates {', '.join(map(str, self.steps()))}); train.resume=false starts over "
                 "(the old files are set aside)."
             ) from error
@@ -333,115 +306,6 @@ class CheckpointDir:
                 f"{self.run_id}; set train.resume=false to start over."
             )
         return state
-
-    def last_was_deleted(self) -> bool:
-        """A manifest without last.pt beside it: someone deleted last.pt to start over.
-
-        last.pt is renamed into place before every manifest, so no crash leaves this state.
-        """
-        return self.last is not None and not (self.folder / LAST).exists()
-
-    def set_aside(self, folder_name: str, names: list[str]) -> Path | None:
-        """Move files of this folder into a subfolder `folder_name` (nothing is deleted)."""
-        present = [name for name in names if (self.folder / name).exists()]
-        if not present:
-            return None
-        aside = self.folder / folder_name
-        aside.mkdir()
-        for name in present:
-            (self.folder / name).rename(aside / name)
-        return aside
-
-    def set_aside_strangers(self) -> None:
-        """A folder without a manifest: move its files out of the new run's way."""
-        strangers = sorted(p.name for p in self.folder.glob("*") if p.is_file())
-        aside = self.set_aside(f"unowned.{time.strftime('%Y%m%d-%H%M%S')}", strangers)
-        if aside is not None:
-            logger.warning(
-                "%s had files no manifest names (%s): moved to %s; the new run starts empty",
-                self.folder, ", ".join(strangers), aside,
-            )  # fmt: skip
-
-    def adopt_legacy(self) -> None:
-        """Write a manifest for a folder saved before manifests existed (last.pt, best.pt,
-        checkpoint_<update>.pt by name). Files of updates after last.pt's (a fork made by copying
-        an earlier checkpoint over last.pt) are set aside."""
-        last_step = load_checkpoint(self.folder / LAST)["step"]
-        manifest = Manifest(run_id=f"adopted-{new_run_id()}")
-        self.manifest, self.run_id = manifest, manifest.run_id
-        later: list[str] = []
-        for path in sorted(self.folder.glob(LEGACY_PERIODIC)):
-            step = int(path.stem.removeprefix("checkpoint_"))
-            (manifest.kept if step <= last_step else later).append(Entry(path.name, step))
-        later = [entry.file for entry in later]
-        manifest.last = self._adopt_file(LAST, last_step, manifest.kept)
-        if (self.folder / BEST).is_file():
-            best_step = load_checkpoint(self.folder / BEST)["step"]
-            if best_step <= last_step:
-                manifest.best = self._adopt_file(BEST, best_step, [*manifest.kept, manifest.last])
-            else:
-                later.append(BEST)
-        final = self.folder / FINAL
-        if final.is_file() and load_checkpoint(final)["step"] > last_step:
-            later.append(FINAL)
-        self._set_aside_later(last_step, later)
-        self._publish(manifest)
-        logger.warning(
-            "%s was written before manifests: adopted last.pt (update %d)%s and %d periodic "
-            "checkpoint(s) as the run's", self.folder, last_step,
-            ", best.pt" if manifest.best else "", len(manifest.kept),
-        )  # fmt: skip
-
-    def _adopt_file(self, name: str, step: int, known: list[Entry]) -> Entry:
-        for entry in known:
-            if os.path.samefile(self.folder / entry.file, self.folder / name):
-                return entry
-        fresh = self._fresh_name(f"state_{step:08d}")
-        os.link(self.folder / name, self.folder / fresh)
-        return Entry(fresh, step)
-
-    def _set_aside_later(self, step: int, names: list[str]) -> None:
-        aside = self.set_aside(f"later-than-{step}.{time.strftime('%Y%m%d-%H%M%S')}", names)
-        if aside is not None:
-            logger.warning(
-                "resuming from update %d: %s, of later updates, moved to %s",
-                step, ", ".join(names), aside,
-            )  # fmt: skip
-
-    def fork(self, step: int) -> None:
-        """Make the state of update `step` the run's last, to resume from it.
-
-        States of later updates (and a later best, and final.pt) move to a subfolder
-        `later-than-<step>.<time>/`; nothing is deleted.
-
-        A folder written before manifests is adopted first (`adopt_legacy`).
-
-        Raises:
-            CheckpointError: the folder holds no run, or no state of update `step`.
-        """
-        if self.manifest is None:
-            if not (self.folder / LAST).is_file():
-                raise CheckpointError(f"{self.folder} holds no run (no {MANIFEST}, no {LAST}).")
-            self.adopt_legacy()
-        old = self.manifest
-        entries = [] if old is None else [*old.kept, old.best, old.last]
-        chosen = [entry for entry in entries if entry is not None and entry.step == step]
-        if not chosen:
-            raise CheckpointError(
-                f"{self.folder} holds no checkpoint of update {step}; it holds updates "
-                f"{', '.join(map(str, self.steps())) or 'none'}."
-            )
-        assert old is not None
-        new = Manifest(
-            run_id=old.run_id,
-            last=chosen[0],
-            best=old.best if old.best is not None and old.best.step <= step else None,
-            kept=[entry for entry in old.kept if entry.step <= step],
-        )
-        later = sorted((old.files() - new.files()) | ({FINAL} if old.final else set()))
-        self._publish(new)
-        self._set_aside_later(step, later)
-        self._sync_links()
 
 
 def holds_run(folder: Path) -> bool:

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transformer.config import TrainRunConfig
-
-METRICS_FILE = "metrics.jsonl"
+from transformer.run.layout import METRICS_FILE
 
 
 class MetricsLog:
