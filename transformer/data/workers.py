@@ -20,6 +20,7 @@ from contextlib import contextmanager
 _PR_SET_PDEATHSIG = 1
 _active = False  # whether forked children are set up (inside `workers_die_with_parent`)
 _set_in: int | None = None  # the process that is already set up
+_registered = False  # whether the fork hook is registered (once per interpreter)
 
 
 def die_with_parent() -> None:
@@ -44,13 +45,13 @@ def _after_fork_in_child() -> None:
         die_with_parent()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 @contextmanager
 def workers_die_with_parent() -> Iterator[None]:
     """Within this block, every forked child dies with this process (see module docstring)."""
-    global _active
+    global _active, _registered
+    if not _registered:
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _registered = True
     previous, _active = _active, True
     try:
         yield
