@@ -4,8 +4,8 @@
 each forked child (`os.register_at_fork`) while `workers_die_with_parent()` is active, and again
 by the worker function itself (`die_with_parent`, for start methods that do not fork). On Linux
 the kernel sends the child SIGKILL when its parent dies (`PR_SET_PDEATHSIG`); the children also
-ignore SIGINT, so that Ctrl-C in a terminal stops the parent alone, which ends the pool, instead
-of printing one traceback per worker.
+ignore SIGINT, so that Ctrl-C in a terminal stops the parent alone, which then ends them,
+instead of printing one traceback per worker.
 """
 
 from __future__ import annotations
@@ -55,6 +55,17 @@ def workers_die_with_parent() -> Iterator[None]:
     previous, _active = _active, True
     try:
         yield
+    except BaseException:  # Ctrl-C, say: the pool's processes go too (its manager may hang on)
+        _end_children()
+        raise
     finally:
         _active = previous
+
+
+def _end_children() -> None:
+    import multiprocess  # datasets' pool library (imported by datasets already)
+
+    for child in multiprocess.active_children():
+        child.kill()
+        child.join(timeout=5)
 
