@@ -137,7 +137,11 @@ def test_ctrl_c_during_a_two_process_prepare_exits_130_without_a_traceback(
     command = _prepare(corpus, tmp_path / "run", tmp_path / "cache")
     process, workers = _start_until_workers(command, tmp_path / "log", ignoring_sigint=True)
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
-    process.wait(timeout=120)
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
     output = (tmp_path / "log").read_text()
     assert process.returncode == 130, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
