@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import CPU, ROOT, write_tiny_parallel_corpus
+from tiny import CPU, ROOT, tiny_assets, write_checkpoint, write_tiny_parallel_corpus
 
 from transformer.checkpoint import load_checkpoint, load_for_inference
 from transformer.data.batching import collate
@@ -90,3 +90,22 @@ def test_fine_tune_on_a_text_corpus_learns_keeps_the_vocabulary_and_resumes(
     files[-3] = f"train.init_from={moved}"
     other = _train(tuned, multi30k_dir, *files, "train.max_updates=50")
     assert other.returncode == 2 and f"started from {base}" in other.stderr, other.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_prepare_with_init_from_encodes_with_the_checkpoints_tokenizer(tmp_path: Path) -> None:
+    corpus = write_tiny_parallel_corpus(tmp_path / "corpus")
+    model, tokenizer, cfg = tiny_assets(corpus)
+    ckpt = write_checkpoint(tmp_path / "start" / "last.pt", model, tokenizer, cfg)
+    command = [
+        sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "data=text_files",
+        f"data.train_path={corpus['dir']}/train", f"data.valid_path={corpus['dir']}/valid",
+        f"data.test_path={corpus['dir']}/test", f"data.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={tmp_path / 'run'}", f"train.init_from={ckpt}",
+        "data.max_tokens_per_side=48",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"vocab {tokenizer.src_vocab_size} src" in done.stdout, done.stdout
+    assert (tmp_path / "run" / "spm.model").read_bytes() == tokenizer.model_files()["spm.model"]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -89,10 +91,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(error).__name__}: {error}); "
-            "the file is corrupt or not a checkpoint written by this project."
-        ) from error
+        raise _unreadable(path, error) from error
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict.")
     missing = [key for key in REQUIRED_KEYS if state.get(key) is None]
@@ -102,6 +101,25 @@ def load_checkpoint(path: str | Path) -> dict:
             "(was it written by this project's trainer?)."
         )
     return state
+
+
+def _unreadable(path: Path, error: Exception) -> CheckpointError:
+    """One line for a checkpoint torch.load refused (torch's own text is several lines, and
+    advises weights_only=False for a refused object: never ours to give)."""
+    text = str(error)
+    blocked = re.search(r"unsupported GLOBAL:? (?:GLOBAL )?(\S+)", text, flags=re.IGNORECASE)
+    if isinstance(error, pickle.UnpicklingError) and blocked:
+        return CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain values ({blocked[1]}); "
+            "it was not written by this project and is refused, since loading it could run code."
+        )
+    advice = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = next((line for line in lines if not line.startswith(advice)), "")
+    return CheckpointError(
+        f"checkpoint {path} could not be read ({type(error).__name__}: {reason}); "
+        "the file is corrupt or not a checkpoint written by this project."
+    )
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -25,7 +25,7 @@ from transformer.decoding.ensemble import Ensemble
 from transformer.decoding.sampling import Sampling
 from transformer.decoding.translator import Translator
 from transformer.export.ct2_translator import CT2Translator
-from transformer.export.folder import ExportInfo, is_exported, read_export
+from transformer.export.folder import ExportInfo, is_exported, read_export, recover_export
 from transformer.model import Seq2SeqTransformer
 from transformer.run.lookup import averaging_candidates, resolve_checkpoint
 from transformer.runtime import pick_device
@@ -175,6 +175,8 @@ def load_model(
     torch_device = pick_device(device)
     if ensemble and (average or average_last):
         raise ValueError("--ensemble does not combine with --average or --average-last.")
+    if not path.is_file():
+        recover_export(path)  # an export a kill interrupted: finished (or undone) first
     if path.is_dir() and is_exported(path):
         return _load_exported(path, torch_device, bool(average or average_last or ensemble))
     checkpoint = resolve_checkpoint(path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -37,7 +38,10 @@ def model_parser(prog: str, description: str) -> argparse.ArgumentParser:
         "probabilities; same vocabulary and direction as CHECKPOINT, sizes may differ",
     )
     parser.add_argument(
-        "--threads", type=int, default=0, help="CTranslate2 intra-op threads (0: its default)"
+        "--threads",
+        type=int,
+        default=0,
+        help=f"CTranslate2 intra-op threads, 0 to {max_threads()} (0: its default)",
     )
     group = parser.add_argument_group(
         "search (defaults: the checkpoint's decode config)",
@@ -52,6 +56,25 @@ def model_parser(prog: str, description: str) -> argparse.ArgumentParser:
     group.add_argument("--max-len-b", type=int, help="the b of a * |src| + b")
     group.add_argument("--max-tokens", type=int, help="batch budget: source tokens x beam")
     return parser
+
+
+def max_threads() -> int:
+    """The most `--threads` accepted: 4 per CPU core (more only slows decoding down)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_counts(args: argparse.Namespace, *names: str) -> None:
+    """Refuse a negative value of the integer options `names` (and `--threads` out of range).
+
+    Raises:
+        ValueError: naming the flag.
+    """
+    for name in names:
+        if getattr(args, name) < 0:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} {getattr(args, name)} must be >= 0.")
+    if not 0 <= args.threads <= max_threads():
+        raise ValueError(f"--threads {args.threads} must be in 0 .. {max_threads()}.")
 
 
 def decode_config(args: argparse.Namespace, stored: DecodeConfig) -> DecodeConfig:

@@ -43,14 +43,25 @@ def guarded(job: Callable[[], int | None]) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except USER_ERRORS as error:
-        if debug():
-            raise
-        return report(error)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        if _after_ctrl_c(error):  # a pool reports Ctrl-C as its own error (datasets' map)
+            return 130
+        if not isinstance(error, USER_ERRORS) or debug():
+            raise
+        return report(error)
     except SystemExit as stop:
         if stop.code is None or isinstance(stop.code, int):
             return stop.code or 0
         print(stop.code, file=sys.stderr)
         return 1
+
+
+def _after_ctrl_c(error: BaseException | None) -> bool:
+    """Whether `error` was raised while a KeyboardInterrupt was being handled."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from transformer.commands.arguments import decode_config, model_parser, setup_logging
+from transformer.commands.arguments import check_counts, decode_config, model_parser, setup_logging
 from transformer.commands.edge import guarded
 from transformer.data.corpus import file_sha256
 from transformer.evaluation.evaluate import (
@@ -81,6 +81,7 @@ def _tag(label: str, loaded: LoadedModel) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    check_counts(args, "average_last", "max_sentences")
     loaded = load_model(
         args.checkpoint,
         device=args.device,

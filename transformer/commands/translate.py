@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from transformer.commands.arguments import decode_config, model_parser, setup_logging
+from transformer.commands.arguments import check_counts, decode_config, model_parser, setup_logging
 from transformer.commands.edge import guarded
 from transformer.decoding.sampling import Sampling
 from transformer.decoding.translator import Translator
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample = parser.add_argument_group(
         "sampling (instead of search; --beam-size and --length-penalty are not used)",
-        "Samples carry no score (nan) with our decoder; CTranslate2 gives its own.",
+        "A sample's score is its log-probability under the model (CTranslate2 gives its own).",
     )
     sample.add_argument("--sample", action="store_true", help="draw translations at random")
     sample.add_argument("--top-k", type=int, default=0, help="from the K most probable; 0: all")
@@ -64,8 +64,13 @@ def _sampling(args: argparse.Namespace) -> Sampling | None:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    check_counts(args, "top_k")
+    if not (args.sentences or args.input) and sys.stdin is None:  # started with `<&-`
+        raise ValueError(
+            "standard input is closed: give sentences as arguments, --input FILE, or a pipe."
+        )
+    sampling = _sampling(args)  # its checks before the model is loaded
     loaded = load_model(args.checkpoint, device=args.device, ensemble=args.ensemble)
-    sampling = _sampling(args)
     if sampling is not None:  # N samples fill the N rows a beam of N would take
         args.beam_size = args.n_best or 1
     if args.attention and loaded.model is None:

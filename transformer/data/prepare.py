@@ -33,6 +33,7 @@ from transformer.data.corpus import (
 from transformer.data.sampler import TokenBatchSampler
 from transformer.data.tokenizer import Tokenizer
 from transformer.data.vocabulary import load_or_train_tokenizer
+from transformer.data.workers import die_with_parent, workers_die_with_parent
 from transformer.runtime import disk_full_is_one_line
 
 logger = logging.getLogger(__name__)
@@ -102,9 +103,15 @@ def data_sources(raw: dict[str, CorpusSplit]) -> dict[str, dict[str, Any]]:
 
 
 def _encode_batch(
-    batch: dict[str, list[str]], tokenizer: Tokenizer, max_len: int, max_ratio: float
+    batch: dict[str, list[str]],
+    tokenizer: Tokenizer,
+    max_len: int,
+    max_ratio: float,
+    main_pid: int,
 ) -> dict[str, list[Any]]:
     """Encodes a batch of pairs, dropping those over max_len or max_ratio (max_len=0: none)."""
+    if os.getpid() != main_pid:  # a pool worker: it must not outlive the main process
+        die_with_parent()
     src_ids, tgt_ids = tokenizer.encode_src(batch["src"]), tokenizer.encode_tgt(batch["tgt"])
     keep = range(len(src_ids))
     if max_len:
@@ -142,11 +149,12 @@ def encode_split(
     key = hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()[:16]
     cache = Path(cache_dir) / "encoded" / f"{name}-{key}.arrow"
     cache.parent.mkdir(parents=True, exist_ok=True)
+    settings = {"tokenizer": tokenizer, "max_len": max_len, "max_ratio": max_ratio}
     encode = functools.partial(
         split.dataset.map,
         _encode_batch,
         batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "max_len": max_len, "max_ratio": max_ratio},
+        fn_kwargs={**settings, "main_pid": os.getpid()},
         num_proc=num_proc if num_proc > 1 else None,
         features=ENCODED_FEATURES,
         cache_file_name=str(cache),
@@ -154,13 +162,14 @@ def encode_split(
         desc=f"Encoding {name}",
         writer_batch_size=WRITER_BATCH,
     )
-    try:
-        return encode(load_from_cache_file=True)
-    except (OSError, ValueError, pa.ArrowException) as error:  # a cache file cut short
-        logger.warning("%s is damaged (%s); encoding %s again", cache, error, name)
-        for stale in cache.parent.glob(f"{cache.stem}*"):
-            stale.unlink()
-        return encode(load_from_cache_file=False)
+    with workers_die_with_parent():
+        try:
+            return encode(load_from_cache_file=True)
+        except (OSError, ValueError, pa.ArrowException) as error:  # a cache file cut short
+            logger.warning("%s is damaged (%s); encoding %s again", cache, error, name)
+            for stale in cache.parent.glob(f"{cache.stem}*"):
+                stale.unlink()
+            return encode(load_from_cache_file=False)
 
 
 def _file_lengths(path: Path) -> tuple[np.ndarray, np.ndarray] | None:

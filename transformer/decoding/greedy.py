@@ -77,12 +77,34 @@ def greedy_search(
     Returns:
         One list of target ids per sentence, without BOS and EOS, in input order.
     """
+    ids, _ = scored_greedy_search(
+        model, src_ids, max_len_a=max_len_a, max_len_b=max_len_b, bos_id=bos_id,
+        eos_id=eos_id, choose=choose, with_scores=False,
+    )  # fmt: skip
+    return ids
+
+
+@torch.inference_mode()
+def scored_greedy_search(
+    model: Seq2SeqTransformer | Ensemble,
+    src_ids: torch.Tensor,
+    *,
+    max_len_a: float,
+    max_len_b: int,
+    bos_id: int = BOS_ID,
+    eos_id: int = EOS_ID,
+    choose: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    with_scores: bool = True,
+) -> tuple[list[list[int]], list[float]]:
+    """`greedy_search`, with each output's log-probability under the model (EOS included; the
+    probabilities exclude PAD and BOS, as the search does). Scores are 0.0 without_scores."""
     batch = src_ids.size(0)
     limits = max_output_lengths(
         src_ids, model.pad_id, max_len_a, max_len_b, model.max_positions
     )  # (B,)
     device = src_ids.device
     out = torch.full((batch, int(limits.max()) + 1), eos_id, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, dtype=torch.float64, device=device)  # (B,)
     cache = model.init_cache(model.encode(src_ids), src_ids)
     rows = torch.arange(batch, device=device)  # sentence of each running row
     tokens = torch.full((batch, 1), bos_id, dtype=torch.long, device=device)  # (B, 1)
@@ -93,6 +115,8 @@ def greedy_search(
         logits = ban_special(logits.float(), step, model.pad_id, bos_id, eos_id)  # (B', V)
         best = logits.argmax(dim=-1) if choose is None else choose(logits)  # (B',)
         best = torch.where(step >= limits[rows], torch.full_like(best, eos_id), best)
+        if with_scores:
+            scores[rows] += logits.log_softmax(dim=-1).gather(1, best[:, None])[:, 0].double()
         out[rows, step] = best  # out: (B, T)
         running = best != eos_id  # (B',)
         if not bool(running.all()):
@@ -100,7 +124,7 @@ def greedy_search(
             cache, rows, best = cache.reorder(keep), rows[keep], best[keep]
         tokens = best.unsqueeze(1)  # (B'', 1)
         step += 1
-    return [_strip(seq, eos_id) for seq in out.tolist()]
+    return [_strip(seq, eos_id) for seq in out.tolist()], scores.tolist()
 
 
 def _strip(seq: list[int], eos_id: int) -> list[int]:

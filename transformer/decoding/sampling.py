@@ -23,7 +23,8 @@ class Sampling:
         top_k: draw from the k most probable tokens only; 0 keeps all.
         top_p: draw from the smallest set of tokens whose probability reaches p; 1 keeps all.
         temperature: divides the logits before the filters (below 1 sharpens, above flattens).
-        seed: seeds the generator, so one seed gives one output.
+        seed: seeds the generator, so one seed gives one output (0 to 2**32 - 1, the range
+            CTranslate2 takes too).
     """
 
     top_k: int = 0
@@ -34,10 +35,12 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.top_k < 0:
             raise ValueError(f"--top-k {self.top_k} must be >= 0 (0 keeps every token).")
-        if not 0.0 < self.top_p <= 1.0:
+        if not 0.0 < self.top_p <= 1.0:  # False for nan too
             raise ValueError(f"--top-p {self.top_p} must be in (0, 1].")
-        if self.temperature <= 0.0:
-            raise ValueError(f"--temperature {self.temperature} must be > 0.")
+        if not (math.isfinite(self.temperature) and self.temperature > 0.0):
+            raise ValueError(f"--temperature {self.temperature} must be a finite number > 0.")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed {self.seed} must be in 0 .. 2**32 - 1.")
 
 
 def filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:

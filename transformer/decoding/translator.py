@@ -24,7 +24,7 @@ from transformer.data.special import BOS_ID, EOS_ID, PAD_ID
 from transformer.data.tokenizer import Tokenizer
 from transformer.decoding.beam import Hypothesis, beam_search
 from transformer.decoding.ensemble import Ensemble
-from transformer.decoding.greedy import greedy_search
+from transformer.decoding.greedy import greedy_search, scored_greedy_search
 from transformer.decoding.sampling import Sampling, sampler
 from transformer.model import Seq2SeqTransformer
 
@@ -196,11 +196,12 @@ class Translator:
         return self._greedy if self.cfg.beam_size == 1 else self._beam
 
     def _samples(self, n: int) -> Search:
-        """Draw n translations per sentence: (B, S) -> n hypotheses each (score not computed)."""
+        """Draw n translations per sentence: (B, S) -> n hypotheses each, scored by their
+        log-probability under the model."""
 
         def search(src_ids: torch.Tensor) -> list[list[Hypothesis]]:
             assert self.sampling is not None and self._generator is not None
-            outputs = greedy_search(
+            outputs, scores = scored_greedy_search(
                 self.model,
                 src_ids.repeat_interleave(n, dim=0),  # (B*n, S), row b*n + i
                 max_len_a=self.cfg.max_len_a,
@@ -209,10 +210,8 @@ class Translator:
                 eos_id=EOS_ID,
                 choose=sampler(self.sampling, self._generator),
             )
-            return [
-                [Hypothesis(tokens=ids, score=float("nan")) for ids in outputs[b : b + n]]
-                for b in range(0, len(outputs), n)
-            ]
+            hyps = [Hypothesis(ids, score) for ids, score in zip(outputs, scores, strict=True)]
+            return [hyps[b : b + n] for b in range(0, len(hyps), n)]
 
         return search
 

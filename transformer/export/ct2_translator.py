@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from transformer.checkpoint import CheckpointError
 from transformer.config import DecodeConfig
 from transformer.data.tokenizer import Tokenizer
 from transformer.decoding.beam import Hypothesis
@@ -60,13 +61,20 @@ class CT2Translator:
         progress: Callable[[int], None] | None = None,
     ) -> None:
         ct2 = import_ctranslate2()
-        self.engine = ct2.Translator(
-            str(folder),
-            device=device.type,
-            compute_type=compute_type,
-            inter_threads=1,
-            intra_threads=threads,
-        )
+        try:
+            self.engine = ct2.Translator(
+                str(folder),
+                device=device.type,
+                compute_type=compute_type,
+                inter_threads=1,
+                intra_threads=threads,
+            )
+        except (RuntimeError, ValueError) as error:  # a missing or damaged model.bin, say
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise CheckpointError(
+                f"{folder}: CTranslate2 cannot load it ({reason}); export the checkpoint again "
+                "(tmt-export)."
+            ) from error
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.device = device

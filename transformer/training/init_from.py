@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformer.checkpoint import load_checkpoint, run_config_from_checkpoint
 from transformer.config import TrainRunConfig
-from transformer.data.tokenizer import Tokenizer
+from transformer.data.tokenizer import META_FILE, Tokenizer
 from transformer.run.layout import INIT_FROM_RECORD
 from transformer.run.lookup import last_state, resolve_checkpoint
 
@@ -121,6 +121,17 @@ def fine_tune_config(
     dropouts = {k: getattr(cfg.model, k) for k in MAY_CHANGE if f"model.{k}" in explicit}
     model = dataclasses.replace(stored.model, **dropouts)
     return dataclasses.replace(cfg, model=model, tokenizer=stored.tokenizer)
+
+
+def keep_start_tokenizer(cfg: TrainRunConfig, start: StartingPoint | None = None) -> None:
+    """Put the starting checkpoint's tokenizer in the run folder unless one is there (so that
+    `tmt-prepare` encodes with the vocabulary the fine-tune will use; a different one already
+    there is refused by the tokenizer checks)."""
+    assert cfg.train.init_from is not None
+    folder = Path(cfg.run_dir)
+    if not (folder / META_FILE).is_file():
+        state = (start or load_starting_point(cfg.train.init_from)).state
+        Tokenizer.from_state_dict(state["tokenizer"]).save(folder)
 
 
 def start_fine_tune(cfg: TrainRunConfig, write: bool, start: StartingPoint | None = None) -> dict:

@@ -1,0 +1,71 @@
+"""Worker processes that die with the process that started them, even after its kill -9.
+
+`datasets.map(num_proc=N)` forks a pool and offers no initializer, so the setting is made in
+each forked child (`os.register_at_fork`) while `workers_die_with_parent()` is active, and again
+by the worker function itself (`die_with_parent`, for start methods that do not fork). On Linux
+the kernel sends the child SIGKILL when its parent dies (`PR_SET_PDEATHSIG`); the children also
+ignore SIGINT, so that Ctrl-C in a terminal stops the parent alone, which then ends them,
+instead of printing one traceback per worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_PR_SET_PDEATHSIG = 1
+_active = False  # whether forked children are set up (inside `workers_die_with_parent`)
+_set_in: int | None = None  # the process that is already set up
+_registered = False  # whether the fork hook is registered (once per interpreter)
+
+
+def die_with_parent() -> None:
+    """Make this process die when its parent does (Linux; elsewhere nothing), once per process."""
+    global _set_in
+    if _set_in == os.getpid():
+        return
+    _set_in = os.getpid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return  # no prctl (a sandbox): the pool's own shutdown still applies
+    if os.getppid() != parent:  # the parent died before the setting was made
+        os._exit(1)
+
+
+def _after_fork_in_child() -> None:
+    if _active:
+        die_with_parent()
+
+
+@contextmanager
+def workers_die_with_parent() -> Iterator[None]:
+    """Within this block, every forked child dies with this process (see module docstring)."""
+    global _active, _registered
+    if not _registered:
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _registered = True
+    previous, _active = _active, True
+    try:
+        yield
+    except BaseException:  # Ctrl-C, say: the pool's processes go too (its manager may hang on)
+        _end_children()
+        raise
+    finally:
+        _active = previous
+
+
+def _end_children() -> None:
+    import multiprocess  # datasets' pool library (imported by datasets already)
+
+    for child in multiprocess.active_children():
+        child.kill()
+        child.join(timeout=5)
+
