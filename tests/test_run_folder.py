@@ -515,6 +515,7 @@ def test_a_second_signal_stops_at_once_with_128_plus_its_number() -> None:
     assert stopped.value.code == 128 + signal.SIGTERM
 
 
+@pytest.mark.slow  # three training processes
 def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
     corpus: Path, tmp_path: Path
 ) -> None:
@@ -539,6 +540,31 @@ def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
     other_model = [*finish, "model.d_model=64"]
     done = subprocess.run(other_model, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True)
     _one_line_error(done, "was trained with a different config", "model.d_model")
+
+
+@pytest.mark.slow  # a real training process
+def test_ctrl_c_stops_a_real_run_with_exit_130_and_a_checkpoint_to_resume(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """SIGINT (Ctrl-C) to scripts/train.py: the update is saved, the process exits 128 + 2 with
+    the resume hint and no KeyboardInterrupt traceback."""
+    run_dir = tmp_path / "run"
+    command = _script("train.py", corpus, run_dir, "train.max_updates=1000")
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if "update 2 |" in line:
+            process.send_signal(signal.SIGINT)
+    text = "".join(output)
+    assert process.wait() == 128 + signal.SIGINT == 130, text[-3000:]
+    assert "run the same command again to resume" in text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] >= 2
 
 
 def test_user_errors_exit_2_in_one_line_unless_hydra_full_error(

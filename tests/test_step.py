@@ -69,7 +69,7 @@ def test_mixed_precision_step_tracks_fp32(precision: str) -> None:
             precision=mode, clip_norm=1.0, world_size=1,
         )  # fmt: skip
         dtypes: list[torch.dtype] = []
-        hook = model.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+        hook = model.register_forward_hook(lambda _m, _i, out, seen=dtypes: seen.append(out.dtype))
         runs[mode] = [step([batch], want_grad_norm=True).loss.item() for _ in range(5)]
         hook.remove()
         assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
