@@ -68,7 +68,7 @@ def tiny_parallel_corpus(tmp_path: Path) -> dict[str, Path]:
     return write_tiny_parallel_corpus(tmp_path / "corpus")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_model() -> Seq2SeqTransformer:
     """Briefly trained to reverse its input: uncertain enough for search to matter, and it stops."""
     torch.manual_seed(0)

@@ -60,6 +60,7 @@ def _graphs_for(shapes: list[tuple[int, int, int]]) -> int:
     return graphs_compiled() - before
 
 
+@pytest.mark.slow  # traces the model with torch.compile
 @pytest.mark.usefixtures("eager_backend")
 def test_new_batch_shapes_reuse_the_first_graph() -> None:
     # A static first graph would compile again at batch two. (A first batch with S == T would

@@ -140,6 +140,7 @@ def test_cross_field_checks(build, pattern: str) -> None:
         build()
 
 
+@pytest.mark.slow  # scripts/train.py as a process (test_cli checks it in-process)
 def test_train_script_rejects_a_misspelt_key_before_doing_work(tmp_path: Path) -> None:
     result = subprocess.run(
         [

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from transformer.benchmarks.gpu_check import main
 
 
+@pytest.mark.slow  # every part of the check: compiling, training, real Multi30k
 def test_cpu_mode_runs_every_part_and_reports_its_figures(
     tmp_path: Path, multi30k_dir: Path
 ) -> None:

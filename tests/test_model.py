@@ -281,6 +281,7 @@ def greedy_decode(model: Seq2SeqTransformer, src: torch.Tensor, steps: int) -> t
     return torch.cat(predicted, dim=1)
 
 
+@pytest.mark.slow  # hundreds of training updates
 def test_tiny_model_learns_to_reverse_sequences() -> None:
     steps, warmup = 400, 50
     threads = torch.get_num_threads()
