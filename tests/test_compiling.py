@@ -80,6 +80,7 @@ def test_cuda_without_triton_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any("Triton" in item for item in compiling.missing_for_compile(torch.device("cuda")))
 
 
+@pytest.mark.slow  # traces the model with torch.compile
 def test_a_compiler_failure_in_the_first_update_is_a_compile_error() -> None:
     def broken_backend(graph: torch.fx.GraphModule, inputs: list) -> None:
         raise RuntimeError("Cannot find a working triton installation")

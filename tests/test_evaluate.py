@@ -96,6 +96,7 @@ def test_averaged_checkpoints_decode_like_the_averaged_weights(run: dict, mode: 
     assert report["averaged"] == [str(p) for p in averaged]
 
 
+@pytest.mark.slow  # four full decodes of the test split, ensembles among them
 def test_an_ensemble_decodes_like_its_members_together(run: dict) -> None:
     other = _perturbed_copy(run, run["ckpt"].parent / "other.pt", seed=3)
     src, ref = run["corpus"]["test.en"], run["corpus"]["test.de"]

@@ -150,6 +150,7 @@ def test_commands_take_the_exported_folder(
     assert [line.split("\t")[0] for line in lines] == ["0", "0", "1", "1"]
 
 
+@pytest.mark.slow  # the `trained` fixture: hundreds of training updates
 def test_export_never_replaces_a_folder_that_is_not_an_export(
     trained: dict, tmp_path: Path
 ) -> None:

@@ -586,6 +586,7 @@ def test_user_errors_exit_2_in_one_line_unless_hydra_full_error(
         cli.guarded(resume_refused)
 
 
+@pytest.mark.slow  # scripts/prepare_data.py as a process
 def test_prepare_data_reports_a_missing_corpus_in_one_line(tmp_path: Path) -> None:
     command = _script("prepare_data.py", tmp_path / "nowhere", tmp_path / "run")
     done = subprocess.run(command, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True)

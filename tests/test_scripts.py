@@ -31,6 +31,7 @@ def prepare_data(corpus: Path, tmp_path: Path, *overrides: str) -> subprocess.Co
     return done
 
 
+@pytest.mark.slow  # scripts/prepare_data.py as a process
 def test_prepare_data_script_prints_statistics_and_saves_the_tokenizer(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -47,6 +48,7 @@ def test_prepare_data_script_prints_statistics_and_saves_the_tokenizer(
     assert (run_dir / "prepare_data.log").is_file()  # the job keeps its name
 
 
+@pytest.mark.slow  # scripts/prepare_data.py as processes
 def test_multirun_sweep_gives_each_job_its_own_folder(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:
