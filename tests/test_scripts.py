@@ -174,7 +174,7 @@ def test_validation_curves_put_runs_side_by_side(tmp_path: Path) -> None:
     assert done.returncode == 2 and f"no metrics.jsonl in {tmp_path}" in done.stderr
 
 
-@pytest.mark.slow  # Multi30k tokenizer training and 2 x 1,000 decoded sentences
+@pytest.mark.slow  # prepares the real Multi30k (tokenizer, encoding)
 def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
     multi30k_dir: Path,
     tiny_parallel_corpus: dict[str, Path],
@@ -193,7 +193,7 @@ def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
     training_speed.main([
         "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "64", "--vocab-size", "400",
         "--max-tokens", "512", "--batches", "2", "--rounds", "2", "--bf16", "--compile",
-        "--compile-backend", "eager", "--checkpoint", str(checkpoint),
+        "--compile-backend", "eager", "--checkpoint", str(checkpoint), "--decode-sentences", "64",
         "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
     ])  # fmt: skip
     out = capsys.readouterr().out
@@ -208,7 +208,7 @@ def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
     speeds = re.findall(r"^  (greedy|beam 5)\s+([\d.]+) sentences/s", out, re.M)
     assert [name for name, _ in speeds] == ["greedy", "beam 5"], out
     assert all(float(speed) > 0 for _, speed in speeds), out
-    assert "decoding test_2016_flickr (1000 sentences)" in out
+    assert "decoding test_2016_flickr (64 sentences)" in out
 
 
 def test_bf16_matmul_slowdown_is_a_plausible_ratio() -> None:

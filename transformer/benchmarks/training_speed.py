@@ -212,6 +212,7 @@ def bench_decoding(args: argparse.Namespace) -> None:
     device = torch.device("cpu")
     model, tokenizer, cfg = load_for_inference(args.checkpoint, device)
     sentences = list(load_split(cfg.data, "test_2016_flickr")["src"])
+    sentences = sentences[: args.decode_sentences or len(sentences)]
     print(f"\ndecoding test_2016_flickr ({len(sentences)} sentences) with {args.checkpoint}:")
     for beam in (1, 5):
         decode = DecodeConfig(
@@ -250,6 +251,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps default")
     parser.add_argument("--checkpoint", help="a trained checkpoint, to time decoding")
     parser.add_argument("--decode-max-tokens", type=int, default=8192)
+    parser.add_argument(
+        "--decode-sentences", type=int, default=0, help="decode the first N (0: all 1,000)"
+    )
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument(
         "--run-dir", default="runs/benchmark", help="where the SentencePiece model goes"
