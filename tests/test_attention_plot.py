@@ -28,6 +28,7 @@ def test_short_sentence_gets_a_cell_per_piece(tmp_path: Path) -> None:
     assert width < MAX_INCHES * DPI
 
 
+@pytest.mark.slow  # renders a very large figure
 def test_very_long_sentence_keeps_the_image_bounded(tmp_path: Path) -> None:
     n = 511  # the longest a truncated input can be
     weights = torch.softmax(torch.randn(n, n), dim=-1)

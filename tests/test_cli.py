@@ -20,6 +20,7 @@ def test_only_ranks_above_0_get_overrides() -> None:
     assert rank_overrides({"RANK": "3"}) == ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
 
 
+@pytest.mark.slow  # scripts/train.py as a process
 @pytest.mark.parametrize("rank", ["0", "1"])
 def test_hydra_config_of_a_rank_above_0_writes_no_config_copy_and_no_log_file(rank: str) -> None:
     """`--cfg hydra` prints the Hydra config a rank would run with, without training."""

@@ -69,6 +69,7 @@ def test_pyproject_names_every_command() -> None:
     assert set(COMMANDS) == set(entry_points())
 
 
+@pytest.mark.slow  # console scripts as processes
 @pytest.mark.parametrize("name", ["tmt-prepare", "tmt-benchmark", "tmt-export", "tmt-fork"])
 def test_command_answers_help_outside_the_checkout(name: str, tmp_path: Path) -> None:
     out = run(name, "--help", cwd=tmp_path).stdout

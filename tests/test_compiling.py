@@ -60,6 +60,7 @@ def _graphs_for(shapes: list[tuple[int, int, int]]) -> int:
     return graphs_compiled() - before
 
 
+@pytest.mark.slow  # traces the model with torch.compile
 @pytest.mark.usefixtures("eager_backend")
 def test_new_batch_shapes_reuse_the_first_graph() -> None:
     # A static first graph would compile again at batch two. (A first batch with S == T would
@@ -79,6 +80,7 @@ def test_cuda_without_triton_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any("Triton" in item for item in compiling.missing_for_compile(torch.device("cuda")))
 
 
+@pytest.mark.slow  # traces the model with torch.compile
 def test_a_compiler_failure_in_the_first_update_is_a_compile_error() -> None:
     def broken_backend(graph: torch.fx.GraphModule, inputs: list) -> None:
         raise RuntimeError("Cannot find a working triton installation")

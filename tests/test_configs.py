@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,7 @@ def test_cross_field_checks(build, pattern: str) -> None:
         build()
 
 
+@pytest.mark.slow  # scripts/train.py as a process (test_cli checks it in-process)
 def test_train_script_rejects_a_misspelt_key_before_doing_work(tmp_path: Path) -> None:
     result = subprocess.run(
         [
@@ -149,7 +151,9 @@ def test_train_script_rejects_a_misspelt_key_before_doing_work(tmp_path: Path) -
         capture_output=True,
         text=True,
         timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"},
     )
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr[-2000:]  # a user error, not a crash (1)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "max_updatse" in result.stderr
     assert not (tmp_path / "checkpoints").exists()

@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tiny import ONE_THREAD, ROOT
 
 from transformer.benchmarks import data_scale
 
 
+@pytest.mark.slow  # scripts/data_benchmark.py as a process: prepares, trains, resumes
 def test_data_benchmark_runs_on_a_tiny_corpus(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:

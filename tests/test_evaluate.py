@@ -57,6 +57,7 @@ def test_files_give_hypotheses_and_a_matching_report(
     assert "BLEU = " in out and report["metrics"]["bleu_signature"] in out and "chrF = " in out
 
 
+@pytest.mark.slow  # scripts/evaluate.py as a process
 def test_script_decodes_the_checkpoints_test_split(run: dict) -> None:
     cmd = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(run["ckpt"])]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ONE_THREAD)
@@ -95,6 +96,7 @@ def test_averaged_checkpoints_decode_like_the_averaged_weights(run: dict, mode: 
     assert report["averaged"] == [str(p) for p in averaged]
 
 
+@pytest.mark.slow  # four full decodes of the test split, ensembles among them
 def test_an_ensemble_decodes_like_its_members_together(run: dict) -> None:
     other = _perturbed_copy(run, run["ckpt"].parent / "other.pt", seed=3)
     src, ref = run["corpus"]["test.en"], run["corpus"]["test.de"]
@@ -169,6 +171,7 @@ def test_bad_inputs_give_a_message_and_status_2(
     assert "--src and --ref go together" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # real Multi30k test sets
 @pytest.mark.parametrize("split", ["test_2016_flickr", "test_2017_flickr"])
 def test_multi30k_test_sets(
     run: dict, multi30k_dir: Path, split: str, capsys: pytest.CaptureFixture

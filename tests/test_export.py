@@ -55,6 +55,7 @@ def _pair(trained: dict, quantization: str, **decode: object) -> tuple[object, o
     return ours, theirs
 
 
+@pytest.mark.slow  # the `trained` fixture: hundreds of training updates
 def test_float32_greedy_equals_ours_token_for_token(trained: dict) -> None:
     ours, theirs = _pair(trained, "float32", beam_size=1)
     expected = ours.translate_ids(trained["sources"])
@@ -62,6 +63,7 @@ def test_float32_greedy_equals_ours_token_for_token(trained: dict) -> None:
     assert theirs.translate_ids(trained["sources"]) == expected
 
 
+@pytest.mark.slow  # the `trained` fixture: hundreds of training updates
 def test_beam_5_without_length_penalty_agrees_on_95_percent(trained: dict) -> None:
     ours, theirs = _pair(trained, "float32", beam_size=5, length_penalty=0.0)
     a, b = ours.translate_ids(trained["sources"]), theirs.translate_ids(trained["sources"])
@@ -69,6 +71,7 @@ def test_beam_5_without_length_penalty_agrees_on_95_percent(trained: dict) -> No
     assert same >= 0.95 * len(a), f"{same} of {len(a)} equal"
 
 
+@pytest.mark.slow  # the `trained` fixture: hundreds of training updates
 def test_int8_bleu_within_one_of_float32(trained: dict) -> None:
     bleu = {}
     for quantization in ("float32", "int8"):
@@ -113,6 +116,7 @@ def test_every_architecture_switch_scores_like_ours(
         )
 
 
+@pytest.mark.slow  # the `trained` fixture: hundreds of training updates
 def test_a_model_ctranslate2_cannot_express_is_refused_by_name(trained: dict) -> None:
     tokenizer, cfg = trained["tokenizer"], trained["cfg"]
     model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, PAD_ID)
@@ -125,6 +129,7 @@ def test_a_model_ctranslate2_cannot_express_is_refused_by_name(trained: dict) ->
         build_spec(model, other, *vocabularies(tokenizer))
 
 
+@pytest.mark.slow  # the `trained` fixture: hundreds of training updates
 def test_commands_take_the_exported_folder(
     trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -145,6 +150,7 @@ def test_commands_take_the_exported_folder(
     assert [line.split("\t")[0] for line in lines] == ["0", "0", "1", "1"]
 
 
+@pytest.mark.slow  # the `trained` fixture: hundreds of training updates
 def test_export_never_replaces_a_folder_that_is_not_an_export(
     trained: dict, tmp_path: Path
 ) -> None:
@@ -166,6 +172,7 @@ def test_export_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the `trained` fixture: hundreds of training updates
 def test_sampling_with_ctranslate2_is_seeded_and_top_k_1_is_greedy(trained: dict) -> None:
     cfg = dataclasses.replace(trained["cfg"].decode, beam_size=3, n_best=3)
     loaded = load_model(trained["exports"]["float32"], device="cpu")

@@ -44,6 +44,7 @@ def test_mirror_matches_the_sums_in_the_code(multi30k_dir: Path) -> None:
         assert multi30k.sha256_of(multi30k_dir / name) == expected, name
 
 
+@pytest.mark.slow  # reads every split of the real Multi30k
 def test_every_split_in_every_direction(multi30k_dir: Path) -> None:
     loaded: dict[tuple[str, str, str], list[str]] = {}
     for src, tgt in itertools.permutations(multi30k.LANGUAGES, 2):
@@ -68,6 +69,7 @@ def test_generic_split_names_map_to_the_release(multi30k_dir: Path) -> None:
     assert load_split(cfg, "test")[:] == load_split(cfg, "test_2016_flickr")[:]
 
 
+@pytest.mark.slow  # prepares the real Multi30k (tokenizer, encoding)
 def test_de_en_statistics(de_en: PreparedData) -> None:
     stats = de_en.stats
     assert de_en.tokenizer.joint and de_en.tokenizer.src_vocab_size == 8000
@@ -87,6 +89,7 @@ def test_de_en_statistics(de_en: PreparedData) -> None:
     assert f"{train.pairs:,}" in text and "multi30k de->en" in text
 
 
+@pytest.mark.slow  # prepares the real Multi30k (tokenizer, encoding)
 def test_padding_under_ten_percent_at_4096_tokens(de_en: PreparedData) -> None:
     train = de_en.splits["train"]
     src_ids, tgt_ids = train["src_ids"][:], train["tgt_ids"][:]

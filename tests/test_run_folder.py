@@ -8,12 +8,10 @@ import dataclasses
 import errno
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -377,50 +375,85 @@ def test_a_diverging_run_stops_after_the_limit_keeping_the_last_good_checkpoint(
 
 _RUNNER = """
 import logging
+import os
 import sys
 from pathlib import Path
 from test_run_folder import tiny_train_config
-from transformer.commands.evaluate import main as evaluate_main
 from transformer.training import trainer
+
+fsync = os.fsync
+
+
+def announced_fsync(fd):
+    fsync(fd)
+    name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+    if name.endswith(".tmp"):  # a save's temporary file, written and synced, not yet renamed
+        print(f"fsynced {name}", file=sys.stderr, flush=True)
+        sys.stdin.readline()  # the test kills the process here, or sends a line to go on
+
+
+os.fsync = announced_fsync
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 trainer.train(tiny_train_config(Path(sys.argv[1]), Path(sys.argv[2]), max_updates=12))
 """
 
 
-def _run_until_killed(command: list[str], env: dict[str, str], update: int, delay: float) -> bool:
-    """Start the run; SIGKILL it `delay` seconds after it logs update `update` (True), or let it
-    end first (False)."""
+def _run_until_killed(command: list[str], env: dict[str, str], after: str, at: str) -> str:
+    """Start the run and SIGKILL it at the first line of its log that starts with `at` once a
+    line starting with `after` was logged; return that line. The run announces each temporary
+    file it has synced ("fsynced NAME") and waits for a go-ahead: a kill there lands inside a
+    save, whatever the speed of the machine."""
     process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
+        command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stderr is not None
+    seen_after, log = not after, []
     for line in process.stderr:
-        if line.startswith(f"update {update} |"):
-            time.sleep(delay)  # into the next update, a validation or a save
+        log.append(line)
+        seen_after = seen_after or line.startswith(after)
+        if seen_after and line.startswith(at):
             process.send_signal(signal.SIGKILL)
             process.wait()
-            return True
-    return process.wait() == 0 and False
+            return line
+        if line.startswith("fsynced "):
+            process.stdin.write("\n")
+            process.stdin.flush()
+    process.wait()
+    raise AssertionError(f"the run ended before {at!r}: {''.join(log)[-3000:]}")
 
 
-def test_kill_9_at_random_moments_then_resume_is_bit_identical(
+@pytest.mark.slow  # four training processes
+def test_kill_9_in_a_save_and_in_training_then_resume_is_bit_identical(
     corpus: Path, tmp_path: Path
 ) -> None:
-    """A training process killed with SIGKILL three times, at random moments after random
-    updates (in training, validation or a save), and resumed each time ends with the parameters
-    and Adam moments of an uninterrupted run, bit for bit."""
+    """A training process killed with SIGKILL three times, at moments tied to what it is doing
+    (inside update 5's save, its state file written but not renamed; between updates 7 and 8;
+    inside update 10's save, its manifest written but not renamed) and resumed each time, ends
+    with the parameters and Adam moments of an uninterrupted run, bit for bit."""
     reference = tmp_path / "reference"
     trainer.train(tiny_train_config(corpus, reference, max_updates=12))
     run_dir = tmp_path / "killed"
+    folder = run_dir / "checkpoints"
     env = {**ONE_THREAD, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT}"}
     command = [sys.executable, "-c", _RUNNER, str(corpus), str(run_dir)]
-    rng = random.Random(16)
-    updates = sorted(rng.sample(range(2, 12), 3))
-    for update in updates:
-        assert _run_until_killed(command, env, update, rng.uniform(0.0, 0.3)), update
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    kills = [
+        ("", "fsynced .checkpoint_00000005.pt."),  # inside a save: the state file
+        ("", "update 7 |"),  # in training: resumed from update 5
+        ("update 10 |", "fsynced .manifest.json."),  # inside a save: its commit
+    ]
+    for after, at in kills:
+        line = _run_until_killed(command, env, after, at)
+        if line.startswith("fsynced "):  # the kill landed inside the save: its file is left
+            assert (folder / line.split()[1]).is_file(), line
+    assert (folder / "checkpoint_00000010.pt").is_file()  # written and linked, not published
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, input="\n" * 100, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    got = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert "resuming from" in done.stderr and "(update 5)" in done.stderr, done.stderr[-3000:]
+    assert not list(folder.glob(".*.tmp"))
+    got = load_checkpoint(folder / "last.pt")
     expected = load_checkpoint(reference / "checkpoints" / "last.pt")
     assert got["step"] == expected["step"] == 12
     assert_same_weights(got["model"], expected["model"])
@@ -428,8 +461,7 @@ def test_kill_9_at_random_moments_then_resume_is_bit_identical(
         for key in ("exp_avg", "exp_avg_sq"):
             assert torch.equal(got["optimizer"]["state"][index][key], moments[key])
     assert_same_weights(
-        _weights(run_dir / "checkpoints" / "final.pt"),
-        _weights(reference / "checkpoints" / "final.pt"),
+        _weights(folder / "final.pt"), _weights(reference / "checkpoints" / "final.pt")
     )
 
 
@@ -484,6 +516,7 @@ def test_a_second_signal_stops_at_once_with_128_plus_its_number() -> None:
     assert stopped.value.code == 128 + signal.SIGTERM
 
 
+@pytest.mark.slow  # three training processes
 def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
     corpus: Path, tmp_path: Path
 ) -> None:
@@ -510,6 +543,31 @@ def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
     _one_line_error(done, "was trained with a different config", "model.d_model")
 
 
+@pytest.mark.slow  # a real training process
+def test_ctrl_c_stops_a_real_run_with_exit_130_and_a_checkpoint_to_resume(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """SIGINT (Ctrl-C) to scripts/train.py: the update is saved, the process exits 128 + 2 with
+    the resume hint and no KeyboardInterrupt traceback."""
+    run_dir = tmp_path / "run"
+    command = _script("train.py", corpus, run_dir, "train.max_updates=1000")
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if "update 2 |" in line:
+            process.send_signal(signal.SIGINT)
+    text = "".join(output)
+    assert process.wait() == 128 + signal.SIGINT == 130, text[-3000:]
+    assert "run the same command again to resume" in text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] >= 2
+
+
 def test_user_errors_exit_2_in_one_line_unless_hydra_full_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -527,6 +585,7 @@ def test_user_errors_exit_2_in_one_line_unless_hydra_full_error(
         guarded(resume_refused)
 
 
+@pytest.mark.slow  # scripts/prepare_data.py as a process
 def test_prepare_data_reports_a_missing_corpus_in_one_line(tmp_path: Path) -> None:
     command = _script("prepare_data.py", tmp_path / "nowhere", tmp_path / "run")
     done = subprocess.run(command, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True)

@@ -24,7 +24,7 @@ from tiny import (
 
 from transformer.commands.translate import main as translate_main
 from transformer.decoding.greedy import ban_special, greedy_search
-from transformer.decoding.sampling import Sampling, filter_top_k, filter_top_p, sampler
+from transformer.decoding.sampling import Sampling, filter_top_p, sampler
 from transformer.decoding.translator import Translator
 
 
@@ -58,8 +58,29 @@ def test_a_seed_reproduces_the_output(tiny_parallel_corpus: dict[str, Path]) -> 
     assert len({text for samples in first for text in samples}) > len(SENTENCES)
 
 
+def _reference_distribution(logits: list[float], top_k: int, top_p: float) -> torch.Tensor:
+    """What sampling should draw from, written out without the project's filters: the softmax,
+    the k most probable tokens kept (0: all), then of those the smallest set whose renormalized
+    probability reaches p, renormalized again."""
+    finite = [i for i, x in enumerate(logits) if x != -math.inf]
+    top = max(logits[i] for i in finite)
+    weights = {i: math.exp(logits[i] - top) for i in finite}
+    kept = sorted(weights, key=lambda i: -weights[i])[: top_k or len(weights)]
+    total = sum(weights[i] for i in kept)
+    probs = [weights[i] / total if i in kept else 0.0 for i in range(len(logits))]
+    kept = _smallest_reaching(probs, top_p)
+    total = sum(probs[i] for i in kept)
+    return torch.tensor([probs[i] / total if i in kept else 0.0 for i in range(len(logits))])
+
+
 @pytest.mark.parametrize(
-    "settings", [Sampling(), Sampling(top_k=5, temperature=0.7), Sampling(top_p=0.6)]
+    "settings",
+    [
+        Sampling(),
+        Sampling(top_k=5, temperature=0.7),
+        Sampling(top_p=0.6),
+        Sampling(top_k=8, top_p=0.7),
+    ],
 )
 def test_first_token_frequencies_match_the_softmax(settings: Sampling) -> None:
     torch.manual_seed(1)
@@ -74,7 +95,7 @@ def test_first_token_frequencies_match_the_softmax(settings: Sampling) -> None:
             torch.full((1, 1), BOS), model.init_cache(model.encode(src[:1]), src[:1])
         )  # (1, V)
     logits = ban_special(logits.float(), 0, PAD, BOS, EOS) / settings.temperature
-    expected = filter_top_p(filter_top_k(logits, settings.top_k), settings.top_p).softmax(-1)[0]
+    expected = _reference_distribution(logits[0].tolist(), settings.top_k, settings.top_p)
     first = [ids[0] for ids in _sample(model, src, settings, max_len_a=0.0, max_len_b=1)]
     observed = torch.bincount(torch.tensor(first), minlength=expected.numel()).double() / n
     sigma = (expected.double() * (1 - expected.double()) / n).sqrt()

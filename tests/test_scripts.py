@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tiny import ONE_THREAD, ROOT, tiny_assets, write_checkpoint
+
+from transformer.benchmarks import training_speed
 
 
 def prepare_data(corpus: Path, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -28,6 +31,7 @@ def prepare_data(corpus: Path, tmp_path: Path, *overrides: str) -> subprocess.Co
     return done
 
 
+@pytest.mark.slow  # scripts/prepare_data.py as a process
 def test_prepare_data_script_prints_statistics_and_saves_the_tokenizer(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -44,6 +48,7 @@ def test_prepare_data_script_prints_statistics_and_saves_the_tokenizer(
     assert (run_dir / "prepare_data.log").is_file()  # the job keeps its name
 
 
+@pytest.mark.slow  # scripts/prepare_data.py as processes
 def test_multirun_sweep_gives_each_job_its_own_folder(
     tiny_parallel_corpus: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -169,31 +174,47 @@ def test_validation_curves_put_runs_side_by_side(tmp_path: Path) -> None:
     assert done.returncode == 2 and f"no metrics.jsonl in {tmp_path}" in done.stderr
 
 
+@pytest.mark.slow  # prepares the real Multi30k (tokenizer, encoding)
 def test_benchmark_prints_both_throughputs_their_ratio_and_decoding_speed(
-    multi30k_dir: Path, tiny_parallel_corpus: dict[str, Path], tmp_path: Path
+    multi30k_dir: Path,
+    tiny_parallel_corpus: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
+    """In-process (`run(argv)`), compiled with the eager backend: what is under test is what
+    the benchmark prints, not Inductor's code generation (52 s cold on 2 cores)."""
     model, tokenizer, cfg = tiny_assets(tiny_parallel_corpus)
     data = dataclasses.replace(cfg.data, source="multi30k", src_lang="en", tgt_lang="de")
     checkpoint = write_checkpoint(
         tmp_path / "m30k.pt", model, tokenizer, dataclasses.replace(cfg, data=data)
     )
-    command = [
-        sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--d-model", "32", "--layers", "1",
-        "--heads", "2", "--d-ff", "64", "--vocab-size", "400", "--max-tokens", "512",
-        "--batches", "2", "--rounds", "2", "--bf16", "--compile", "--checkpoint", str(checkpoint),
+    monkeypatch.setenv("MULTI30K_DIR", str(multi30k_dir))
+    training_speed.run([
+        "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "64", "--vocab-size", "400",
+        "--max-tokens", "512", "--batches", "2", "--rounds", "2", "--bf16", "--compile",
+        "--compile-backend", "eager", "--checkpoint", str(checkpoint), "--decode-sentences", "64",
         "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
-    ]  # fmt: skip
-    env = {**ONE_THREAD, "MULTI30K_DIR": str(multi30k_dir)}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+    ])  # fmt: skip
+    out = capsys.readouterr().out
     names = r"ours fp32|ours fp32, torch loss|ours fp32, compiled|nn.Transformer fp32"
     rates = dict(re.findall(rf"^  ({names})\s+([\d,]+)\s+x", out, re.M))
     assert len(rates) == 4 and all(int(r.replace(",", "")) > 0 for r in rates.values()), out
-    assert re.search(r"^bf16 matrix product: x\d+\.\d the time of float32", out, re.M), out
+    ratio = re.search(r"^bf16 matrix product: x(\d+\.\d) the time of float32", out, re.M)
+    assert ratio, out
+    # A bf16 product does half the memory traffic of a float32 one; even native bf16 (AVX-512
+    # BF16) at this tiny shape is not 5 times faster. x0.0 or x0.1 is a timing error.
+    assert float(ratio.group(1)) >= 0.2, out
     speeds = re.findall(r"^  (greedy|beam 5)\s+([\d.]+) sentences/s", out, re.M)
     assert [name for name, _ in speeds] == ["greedy", "beam 5"], out
-    assert "decoding test_2016_flickr (1000 sentences)" in out
+    assert all(float(speed) > 0 for _, speed in speeds), out
+    assert "decoding test_2016_flickr (64 sentences)" in out
+
+
+def test_bf16_matmul_slowdown_is_a_plausible_ratio() -> None:
+    """Best-of-rounds timing: float32 and bf16 take the same order of time on any CPU with
+    native bf16, and more on one without it; never a tenth of float32's."""
+    assert 0.2 <= training_speed.bf16_matmul_slowdown(32) <= 1000
 
 
 def reproduce_results_calls(tmp_path: Path, **env: str) -> list[str]:

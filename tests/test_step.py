@@ -50,7 +50,9 @@ def test_accumulated_micro_batches_equal_one_large_batch() -> None:
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_step_tracks_fp32(precision: str) -> None:
-    """bf16 autocast, and fp16 with a gradient scaler (on CPU here), follow the fp32 losses."""
+    """bf16 autocast, and fp16 with a gradient scaler (on CPU here), follow the fp32 losses: the
+    forward pass really runs in the low precision (its logits come out in it, and the losses are
+    not the fp32 ones), and stays close to fp32."""
     cfg = ModelConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32)
     cfg = dataclasses.replace(cfg, dropout=0.0)
     generator = torch.Generator().manual_seed(1)
@@ -66,9 +68,15 @@ def test_mixed_precision_step_tracks_fp32(precision: str) -> None:
             model, optimizer, scaler, smoothing=0.0, pad_id=PAD_ID, device=torch.device("cpu"),
             precision=mode, clip_norm=1.0, world_size=1,
         )  # fmt: skip
+        dtypes: list[torch.dtype] = []
+        hook = model.register_forward_hook(lambda _m, _i, out, seen=dtypes: seen.append(out.dtype))
         runs[mode] = [step([batch], want_grad_norm=True).loss.item() for _ in range(5)]
+        hook.remove()
         assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
+        expected = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+        assert dtypes == [expected] * 5  # the logits (B, T, V) of each forward pass
     assert runs[precision] == pytest.approx(runs["fp32"], rel=3e-2)
+    assert runs[precision] != pytest.approx(runs["fp32"], rel=1e-6)  # rounding did happen
     assert runs[precision][-1] < runs[precision][0]
 
 

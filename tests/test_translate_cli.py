@@ -34,6 +34,7 @@ def _readline(process: subprocess.Popen, timeout: float = 60.0) -> str:
     return process.stdout.readline()
 
 
+@pytest.mark.slow  # scripts/translate.py as a process
 def test_stdin_is_answered_line_by_line_then_in_batches(run: dict) -> None:
     cmd = [sys.executable, SCRIPT, str(run["ckpt"])]
     process = subprocess.Popen(
@@ -59,6 +60,7 @@ def test_stdin_is_answered_line_by_line_then_in_batches(run: dict) -> None:
     assert expected[1] == "" and expected[-1] == ""
 
 
+@pytest.mark.slow  # scripts/translate.py as a process, one per case
 @pytest.mark.parametrize("case", ["corrupt-checkpoint", "latin1-stdin"])
 def test_bad_input_exits_2_without_traceback(run: dict, tmp_path: Path, case: str) -> None:
     ckpt, message = run["ckpt"], "not UTF-8"
