@@ -140,13 +140,14 @@ def train(cfg: DictConfig) -> dict:
     _quiet_other_ranks()
     hydra_cfg = HydraConfig.get()
     run_cfg = to_run_config(cfg, hydra_cfg.runtime.output_dir)
+    given = frozenset(command_line_keys(list(hydra_cfg.overrides.task)))
     if run_cfg.train.init_from is not None:  # model and tokenizer configs of the checkpoint
         try:
-            run_cfg = fine_tune_config(run_cfg, command_line_keys(list(hydra_cfg.overrides.task)))
+            run_cfg = fine_tune_config(run_cfg, set(given))
         except (ValueError, CheckpointError) as error:
             _fail(f"config error: {error}")
     logger.info("run folder: %s", run_cfg.run_dir)
-    result = guarded(lambda: run_training(run_cfg))
+    result = guarded(lambda: run_training(run_cfg, given))
     if result["stop_signal"] is not None:  # so that `train && evaluate` and schedulers can tell
         raise SystemExit(128 + result["stop_signal"])
     return result

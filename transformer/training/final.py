@@ -101,5 +101,7 @@ def evaluate_test(run: Run, model: nn.Module, description: str) -> dict[str, flo
     )
     scores = {"bleu": metrics.bleu, "bleu_lowercase": metrics.bleu_lowercase, "chrf": metrics.chrf}
     run.log.scalars({f"test/{key}": value for key, value in scores.items()}, run.progress.step)
+    fields = {"split": run.cfg.data.test_split, "checkpoint": description, **metrics.to_dict()}
+    run.log.event("test", run.progress.step, fields)
     logger.info("test (%s, %s):\n%s", run.cfg.data.test_split, description, format_metrics(metrics))
     return {f"test_{key}": value for key, value in scores.items()}
