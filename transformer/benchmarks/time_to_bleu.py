@@ -40,7 +40,8 @@ class BudgetRun:
     budget: float
     folder: Path
     hardware: str = ""
-    updates: int = 0
+    updates: int = 0  # planned
+    done: int | None = None  # trained, when the test score came (a slow machine stops early)
     wall_minutes: float | None = None
     valid: list[tuple[float, float]] = field(default_factory=list)  # (minutes, BLEU)
     test: dict | None = None
@@ -89,6 +90,7 @@ def read_run(budget: float, folder: Path) -> BudgetRun:
             run.valid.append(((event["time"] - started) / 60, event["valid_bleu"]))
         elif event["event"] == "test":
             run.test = event
+            run.done = event["update"]
             run.wall_minutes = (event["time"] - started) / 60
     wall = folder / WALL_FILE
     if wall.is_file():
@@ -107,7 +109,7 @@ def table(runs: list[BudgetRun]) -> str:
     lines = [
         f"Hardware: {machine_line(runs)}",
         "",
-        "| budget | updates | command's wall time | last validation BLEU | test BLEU | "
+        "| budget | updates (of the plan) | command's wall time | last valid BLEU | test BLEU | "
         "test BLEU (lc) | chrF | model scored |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -119,7 +121,7 @@ def table(runs: list[BudgetRun]) -> str:
             f"{test[k]:.2f}" if k in test else "—" for k in ("bleu", "bleu_lowercase", "chrf")
         ]
         lines.append(
-            f"| {run.budget:g} min | {run.updates} | {wall} | {valid} | {' | '.join(scores)} | "
+            f"| {run.budget:g} min | {_updates(run)} | {wall} | {valid} | {' | '.join(scores)} | "
             f"{test.get('checkpoint', '—')} |"
         )
     if runs and runs[-1].test:
@@ -128,6 +130,12 @@ def table(runs: list[BudgetRun]) -> str:
             f"Test split {runs[-1].test['split']}; BLEU {runs[-1].test['bleu_signature']}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _updates(run: BudgetRun) -> str:
+    if run.done is None or run.done == run.updates:
+        return str(run.updates)
+    return f"{run.done} of {run.updates}"
 
 
 def plot(runs: list[BudgetRun], path: Path) -> None:
