@@ -176,3 +176,22 @@ def test_default_recipe_config_and_schedule_are_unchanged(
         # Linear warmup to 4e-3 over 1,000 updates, then 4e-3 * sqrt(1000 / update).
         expected = 4e-3 * (update / 1000 if update < 1000 else math.sqrt(1000 / update))
         assert rates[update] == pytest.approx(expected, rel=1e-12), update
+
+
+def test_updates_slower_than_timed_stop_in_time_for_the_final_model_and_test(
+    corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def too_fast(run: object, started_at: float) -> Measurement:
+        # 1 ms an update: the plan asks for thousands, and its time for updates ends 2 s on.
+        now = time.time()
+        return Measurement(now - 5.0, now, 0.001, 0.5, 0.5)
+
+    monkeypatch.setattr(budget, "measure", too_fast)
+    minutes = (2 + 5 + 1 + budget.SAFETY_SECONDS) / (1 - budget.SAFETY_SHARE) / 60
+    result = trainer.train(_config(corpus, tmp_path / "slow", budget_minutes=minutes))
+    plan = json.loads((tmp_path / "slow" / budget.PLAN_FILE).read_text())
+    assert result["stop_reason"] == "budget_minutes" and result["step"] < plan["max_updates"]
+    events = read_events(tmp_path / "slow")
+    (test,) = [e for e in events if e["event"] == "test"]
+    assert test["update"] == result["step"]
+    assert test["time"] >= plan["train_ends_by"]

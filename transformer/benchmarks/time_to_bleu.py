@@ -67,7 +67,10 @@ def train_budget(budget: float, folder: Path, data: str, overrides: list[str]) -
     ]  # fmt: skip
     print("$", " ".join(command[3:]), flush=True)
     began = time.time()
-    subprocess.run(command, check=True)
+    status = subprocess.run(command).returncode
+    if status != 0:  # the command printed why
+        print(f"error: the {budget:g}-minute run exited with status {status}", file=sys.stderr)
+        raise SystemExit(status)
     wall = {"command": command[3:], "wall_seconds": round(time.time() - began, 1)}
     (folder / WALL_FILE).write_text(json.dumps(wall) + "\n", encoding="utf-8")
 
