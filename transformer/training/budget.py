@@ -45,6 +45,10 @@ MIN_UPDATES = 10
 # The recipe's late dropout starts at update 3,250 of 8,250: a plan that long keeps the share.
 RECIPE_LATE_DROPOUT = (3250, 8250)
 
+# Model settings of every budgeted run (fixed before the set-up: they are part of what is timed),
+# unless the command line gives them.
+MODEL: dict[str, object] = {}
+
 # Keys a plan sets, unless the command line gives them.
 PLANNED_KEYS = (
     "train.max_updates", "optim.warmup_steps", "optim.cooldown_updates", "optim.lr",
@@ -130,6 +134,15 @@ def apply_plan(cfg: TrainRunConfig, plan: dict, command_line: frozenset[str]) ->
     train = dataclasses.replace(cfg.train, **sections["train"])
     optim = dataclasses.replace(cfg.optim, **sections["optim"])
     return dataclasses.replace(cfg, train=train, optim=optim)
+
+
+def budget_model(cfg: TrainRunConfig, command_line: frozenset[str]) -> TrainRunConfig:
+    """A budgeted run's model settings (MODEL), except those on the command line (a fine-tuned
+    run keeps its checkpoint's model)."""
+    if not cfg.train.budget_minutes or cfg.train.init_from is not None:
+        return cfg
+    changes = {k: v for k, v in MODEL.items() if not is_explicit(f"model.{k}", command_line)}
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))
 
 
 def write_plan(run_dir: Path, plan: dict) -> Path:

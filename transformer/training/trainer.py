@@ -271,6 +271,7 @@ def train(cfg: TrainRunConfig, command_line: frozenset[str] = frozenset()) -> di
     env = env_from_torchrun()
     device = init_distributed(env, pick_device(cfg.train.device))
     try:
+        cfg = budget.budget_model(cfg, command_line)
         cfg, recorded = budget.recorded_config(cfg, command_line)  # a budgeted run's plan
         run = build_run(cfg, env, device)
         with run.log:
