@@ -46,7 +46,7 @@ def test_plan_fits_the_budget_and_splits_it_evenly() -> None:
     assert plan["max_updates"] % plan["validate_every"] == 0
     assert plan["expected_seconds"] <= 600 - plan["safety_seconds"] + 1e-6
     assert plan["max_updates"] * 0.7 + n_validations * 40 + 40 + 30 <= 600
-    assert plan["warmup_steps"] == round(budget.WARMUP_SHARE * plan["max_updates"])
+    assert plan["warmup_steps"] == round(budget.WARMUP_SHARE * plan["max_updates"]) < 250
     assert plan["cooldown_updates"] == round(budget.DECAY_SHARE * plan["max_updates"])
     assert plan["late_dropout"] is None  # a short plan does not overfit
     assert plan["train_ends_by"] == pytest.approx(m.started_at + 600 - 80 - 17)
@@ -57,7 +57,7 @@ def test_plan_fits_the_budget_and_splits_it_evenly() -> None:
 def test_a_long_plan_keeps_late_dropout_at_the_recipes_share() -> None:
     now = time.time()
     plan = budget.make_plan(120, Measurement(now, now, 0.7, 40.0, 40.0), late_dropout=0.3)
-    assert plan["late_dropout"] == 0.3
+    assert plan["late_dropout"] == 0.3 and plan["warmup_steps"] == budget.MAX_WARMUP
     assert plan["late_dropout_from"] == round(plan["max_updates"] * 3250 / 8250)
 
 
@@ -73,6 +73,9 @@ def test_keys_on_the_command_line_stay(tmp_path: Path) -> None:
     assert planned.optim.schedule == "constant" != cfg.optim.schedule
     whole_group = budget.apply_plan(cfg, plan, frozenset({"optim"}))  # e.g. optim=noam
     assert whole_group.optim == cfg.optim
+    assert budget.budget_model(cfg, frozenset()).model.norm_placement == "pre"
+    given_model = frozenset({"model.norm_placement"})
+    assert budget.budget_model(cfg, given_model).model.norm_placement == "post"
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,8 @@ def test_budgeted_run_stopped_and_resumed_ends_where_an_uninterrupted_one_does(
         assert torch.equal(got["model"][name], value), name
     plan = json.loads((tmp_path / "whole" / budget.PLAN_FILE).read_text())
     assert plan["max_updates"] == PLANNED_UPDATES and plan["validate_every"] == 4
-    assert ref["config"]["optim"]["warmup_steps"] == plan["warmup_steps"] == 4
+    assert ref["config"]["optim"]["warmup_steps"] == plan["warmup_steps"] == 5
+    assert ref["config"]["model"]["norm_placement"] == "pre"  # budget.MODEL
 
     events = read_events(tmp_path / "whole")
     assert [e["max_updates"] for e in events if e["event"] == "budget_plan"] == [16]
