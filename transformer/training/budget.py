@@ -214,6 +214,7 @@ def plan_session(run: Run, command_line: frozenset[str]) -> dict:
     )
     if run.env.is_main:
         write_plan(Path(cfg.run_dir), plan)
+    run.log.set_total(cfg.train.max_updates)
     run.log.event("budget_plan", run.progress.step, plan)
     logger.info("%s", describe(plan))
     return plan
