@@ -226,7 +226,10 @@ class TrainConfig:
     late_dropout_from: int = 0
     max_updates: int = 0  # 0: no limit
     max_epochs: int = 0  # 0: no limit
-    max_time_minutes: float = 0.0  # wall-time limit; 0: no limit
+    max_time_minutes: float = 0.0  # wall-time limit of one session; 0: no limit
+    # Plan the whole run for N minutes from the command's start to its exit, test decode
+    # included (transformer.training.budget); 0: no budget.
+    budget_minutes: float = 0.0
     validate_every: int = 1000  # updates
     validate_bleu: bool = True
     valid_max_sentences: int = 0  # decode only the first N validation sentences; 0: all
@@ -256,7 +259,9 @@ class TrainConfig:
         _check_positive("train", "accum_steps", self.accum_steps)
         _check_positive("train", "validate_every", self.validate_every)
         _check_positive("train", "log_every", self.log_every)
-        for key in ("max_updates", "max_epochs", "max_time_minutes", "patience", "keep_last"):
+        for key in ("max_updates", "max_epochs", "max_time_minutes", "budget_minutes"):
+            _check_positive("train", key, getattr(self, key), allow_zero=True)
+        for key in ("patience", "keep_last"):
             _check_positive("train", key, getattr(self, key), allow_zero=True)
         for key in ("average_last", "valid_max_sentences", "n_samples"):
             _check_positive("train", key, getattr(self, key), allow_zero=True)
@@ -291,7 +296,8 @@ class TrainRunConfig:
     run_dir: str = "."
 
     def __post_init__(self) -> None:
-        if self.optim.cooldown_updates and not self.train.max_updates:
+        budgeted = self.train.budget_minutes > 0  # the plan sets train.max_updates
+        if self.optim.cooldown_updates and not self.train.max_updates and not budgeted:
             raise ValueError(
                 f"optim.cooldown_updates={self.optim.cooldown_updates} ends the rate at the run's "
                 "last update, train.max_updates, which is 0 (no limit); set train.max_updates, "

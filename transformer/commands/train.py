@@ -77,7 +77,8 @@ def _train(cfg: DictConfig, checked: _Checked) -> int:
         run_cfg = _fine_tune(to_run_config(cfg, run_dir), list(hydra_cfg.overrides.task), checked)
     hold_as_rank_0(run_cfg.run_dir, COMMAND)  # the folder Hydra made (held already, unless a sweep)
     logger.info("run folder: %s", run_cfg.run_dir)
-    result = run_training(run_cfg, checked.start)
+    given = frozenset(command_line_keys(list(hydra_cfg.overrides.task)))  # a budget keeps them
+    result = run_training(run_cfg, checked.start, given)
     if result["stop_signal"] is not None:  # so that `train && evaluate` and schedulers can tell
         return 128 + result["stop_signal"]
     return 0

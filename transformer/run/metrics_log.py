@@ -7,9 +7,11 @@ many times), each training log line, each validation and each stop. Every event 
   the run folder aside), "setup_seconds" (data and model set-up before the event);
 - "train": "epoch", "loss", "ppl", "lr", "grad_norm" (when measured), "tokens_per_s";
 - "validation": "valid_loss", "valid_ppl", "valid_bleu" (when decoded), "best";
-- "stop": "reason" (max_updates, max_epochs, max_time_minutes, early stopping, signal,
-  diverged) and
-  "wall_seconds" (the session's, set-up included).
+- "stop": "reason" (max_updates, max_epochs, max_time_minutes, budget_minutes, early stopping,
+  signal, diverged) and "wall_seconds" (the session's, set-up included);
+- "budget_plan": a budgeted run's plan (`transformer.training.budget`), as in budget_plan.json;
+- "test": the final model's test scores: "split", "checkpoint" (which model: final.pt's
+  description), "bleu", "bleu_lowercase", "chrf" and each one's "..._signature".
 A figure that is not finite is written as null (JSON has no NaN). The log file is for people and
 may change its wording; scripts read this file.
 """

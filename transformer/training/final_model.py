@@ -108,5 +108,7 @@ def evaluate_test(run: Run, model: nn.Module, description: str) -> dict[str, flo
     scores = {"bleu": metrics.bleu, "bleu_lowercase": metrics.bleu_lowercase, "chrf": metrics.chrf}
     run.log.scalars({f"test/{key}": value for key, value in scores.items()}, run.counters.update)
     name = split_name(run.cfg.data, "test")  # data.test_split names a corpus' own split only
+    fields = {"split": name, "checkpoint": description, **metrics.to_dict()}
+    run.log.event("test", run.counters.update, fields)
     logger.info("test (%s, %s):\n%s", name, description, format_metrics(metrics))
     return {f"test_{key}": value for key, value in scores.items()}

@@ -19,6 +19,7 @@ from types import FrameType, TracebackType
 from transformer.config import TrainRunConfig
 from transformer.run.metrics_log import config_hash
 from transformer.runtime import describe_hardware, disk_full_is_one_line, pick_device, rng_state
+from transformer.training import budget
 from transformer.training.distributed import (
     all_gather_objects,
     broadcast_float,
@@ -157,7 +158,7 @@ def _report(run: Run, meter: Meter, result: StepResult, lr: float) -> None:
     )
 
 
-def _stop_reason(run: Run, stop: StopOnSignal) -> str | None:
+def _stop_reason(run: Run, stop: StopOnSignal, train_ends_by: float | None) -> str | None:
     cfg = run.cfg.train
     if cfg.max_updates and run.counters.update >= cfg.max_updates:
         return "max_updates"
@@ -166,9 +167,12 @@ def _stop_reason(run: Run, stop: StopOnSignal) -> str | None:
     out_of_time = cfg.max_time_minutes > 0 and (
         time.monotonic() - run.started > cfg.max_time_minutes * 60
     )
-    # Every rank must stop at the same update: 2 = a signal somewhere, 1 = out of time.
-    flag = max_over_ranks(2 if stop.requested is not None else int(out_of_time))
-    return {0: None, 1: "max_time_minutes", 2: "signal"}[flag]
+    # A budget's planning session also stops when its updates ran slower than timed.
+    out_of_budget = budget.out_of_budget(train_ends_by)
+    # Every rank must stop at the same update: 3 = a signal somewhere, 1/2 = out of time.
+    flag = 3 if stop.requested is not None else 2 if out_of_budget else int(out_of_time)
+    flag = max_over_ranks(flag)
+    return {0: None, 1: "max_time_minutes", 2: "budget_minutes", 3: "signal"}[flag]
 
 
 def _late_dropout(run: Run, *, session_start: bool = False) -> None:
@@ -188,11 +192,11 @@ def _late_dropout(run: Run, *, session_start: bool = False) -> None:
         )  # fmt: skip
 
 
-def _loop(run: Run, stop: StopOnSignal, guard: NonFiniteGuard) -> str:
+def _loop(run: Run, stop: StopOnSignal, guard: NonFiniteGuard, train_ends_by: float | None) -> str:
     cfg = run.cfg.train
     meter = Meter(run.device)
     _late_dropout(run, session_start=True)
-    while (reason := _stop_reason(run, stop)) is None:
+    while (reason := _stop_reason(run, stop, train_ends_by)) is None:
         batches = run.stream.take(cfg.accum_steps)
         if not batches:
             break
@@ -249,11 +253,17 @@ def _session_start(run: Run, setup_seconds: float) -> dict[str, object]:
     }
 
 
-def train(cfg: TrainRunConfig, start: StartingPoint | None = None) -> dict:
+def train(
+    cfg: TrainRunConfig,
+    start: StartingPoint | None = None,
+    command_line: frozenset[str] = frozenset(),
+) -> dict:
     """Train (or resume) the run in `cfg.run_dir`; return the final metrics.
 
     `start` is a fine-tune's starting checkpoint (`train.init_from`) when the caller has read it
-    already (it is read once).
+    already (it is read once). With `train.budget_minutes`, a fresh run is planned for its budget
+    after the set-up (`transformer.training.budget`); `command_line` names the keys the user
+    gave, which the plan keeps (e.g. "optim.lr", or "optim" for a whole group).
 
     Stops at `train.max_updates`, `max_epochs`, `max_time_minutes` (this session's wall time),
     after `patience` validations without a gain in BLEU, or on Ctrl-C/SIGTERM, which first save
@@ -270,23 +280,31 @@ def train(cfg: TrainRunConfig, start: StartingPoint | None = None) -> dict:
         "test_chrf" when computed.
     """
     with disk_full_is_one_line(cfg.run_dir, _DISK_FULL):  # a log, event or metrics file
-        return _session(cfg, start)
+        return _session(cfg, start, command_line)
 
 
-def _session(cfg: TrainRunConfig, start: StartingPoint | None) -> dict:
+def _session(
+    cfg: TrainRunConfig, start: StartingPoint | None, command_line: frozenset[str]
+) -> dict:
     """`train` (a full disk aside)."""
     began = time.monotonic()
     env = env_from_torchrun()
     device = init_distributed(env, pick_device(cfg.train.device))
     try:
+        cfg = budget.budget_model(cfg, command_line)
+        cfg, recorded = budget.recorded_config(cfg, command_line)  # a budgeted run's plan
         run = build_run(cfg, env, device, start)
         with run.log:
-            run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
             run.log.event("start", run.counters.update, _session_start(run, run.started - began))
+            train_ends_by = None
+            if cfg.train.budget_minutes and recorded is None:
+                train_ends_by = budget.plan_session(run, command_line)["train_ends_by"]
+            cfg = run.cfg
+            run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
             with StopOnSignal() as stop:
                 try:
                     guard = NonFiniteGuard(cfg.train.max_nonfinite_updates, device)
-                    reason = _loop(run, stop, guard)
+                    reason = _loop(run, stop, guard, train_ends_by)
                 except DivergenceError:
                     wall = round(time.monotonic() - began, 1)
                     run.log.event(
