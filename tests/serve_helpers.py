@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -38,17 +39,17 @@ def served_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return checkpoint
     corpus = write_tiny_parallel_corpus(folder / "corpus")
     model, tokenizer, cfg = tiny_assets(corpus)
-    model = train_briefly(model, tokenizer, corpus, updates=150)
+    model = train_briefly(model, tokenizer, corpus, updates=100)
     partial = write_checkpoint(folder / "partial.pt", model, tokenizer, cfg)
     partial.rename(checkpoint)
     return checkpoint
 
 
 class Server:
-    """A `tmt-serve` process (python -m, so no console script is needed) on a free port."""
+    """A `tmt-serve` process (scripts/serve.py: no console script needed) on a free port."""
 
     def __init__(self, *args: str, env: dict | None = None, ready: bool = True) -> None:
-        command = [sys.executable, "-m", "transformer.commands.serve", *args, "--port", "0"]
+        command = [sys.executable, "scripts/serve.py", *args, "--port", "0"]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env or ONE_THREAD, stderr=subprocess.PIPE, text=True
         )
@@ -100,9 +101,20 @@ def _body(raw: bytes, headers) -> dict | list | str:  # noqa: ANN001
     return raw.decode("utf-8")
 
 
-def environment(**extra: str) -> dict:
-    return {**ONE_THREAD, **extra, "PYTHONUNBUFFERED": "1"} if extra else dict(ONE_THREAD)
+def post(url: str, fields: dict, form: bool = False) -> tuple[int, dict]:
+    """POST fields as JSON (or as a form); (status, JSON answer), errors included."""
+    if form:
+        data = urllib.parse.urlencode(fields, doseq=True).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    else:
+        data, headers = json.dumps(fields).encode(), {"Content-Type": "application/json"}
+    return post_raw(url, data, headers)
 
 
-def os_environ() -> dict:  # for symmetry with tests that add variables
-    return dict(os.environ)
+def post_raw(url: str, data: bytes, headers: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
