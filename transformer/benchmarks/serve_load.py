@@ -115,11 +115,11 @@ async def _client(served: Served, bodies: list[bytes], take, latencies: list, er
             await writer.drain()
             status, body = await _answer(reader)
             ok = status == 200 and b"translatedText" in body
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            ok, writer = False, None
+        except (OSError, asyncio.IncompleteReadError, ValueError) as error:
+            ok, writer, status, body = False, None, 0, repr(error).encode()
         latencies.append(time.perf_counter() - start)
         if not ok:
-            errors.append(i)
+            errors.append(f"{status} {body[:200].decode(errors='replace')}")
     if writer is not None:
         writer.close()
 
@@ -135,7 +135,7 @@ async def _drive(served: Served, bodies: list[bytes], clients: int, requests: in
         return None if i is None else i % len(bodies)
 
     latencies: list[float] = []
-    errors: list[int] = []
+    errors: list[str] = []
     await asyncio.gather(
         *(_client(served, bodies, take, latencies, errors) for _ in range(clients))
     )
@@ -147,6 +147,8 @@ def run_level(served: Served, mode: str, bodies: list[bytes], clients: int, args
     before, cpu, wall = served.metrics(), time.process_time(), time.perf_counter()
     latencies, errors = asyncio.run(_drive(served, bodies, clients, args.requests, args.seconds))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if errors:
+        print(f"{len(errors)} errors at {clients} clients; the first: {errors[0]}", flush=True)
     after = served.metrics()
     delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
