@@ -13,6 +13,7 @@ import re
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +35,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(checkpoint: Path) -> Iterator[Server]:
-    """The key comes from the environment; small limits; a long batching window (300 ms)."""
+    """The key comes from the environment; small limits; one CORS origin; a long batching
+    window (300 ms), so that requests sent together share batches."""
     env = {**ONE_THREAD, "TMT_SERVE_API_KEY": KEY}
     flags = ["--max-chars", "300", "--max-sentences", "8", "--max-pieces", "40"]
+    flags += ["--cors", "http://allowed.test"]
     running = Server(str(checkpoint), *flags, "--max-batch-wait", "300", env=env)
     yield running
     status, log = running.stop()
@@ -267,3 +270,22 @@ def test_sigterm_during_a_batch_answers_the_request_then_exits_0(checkpoint: Pat
         and len(answers[0][1]["translatedText"]) == len(TEST_SENTENCES)
     )
     assert "Traceback" not in log
+
+
+def test_cors_is_off_unless_asked_for_an_origin(server: Server) -> None:
+    for origin, allowed in (("http://allowed.test", True), ("http://other.test", False)):
+        request = urllib.request.Request(server.url + "/languages", headers={"Origin": origin})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            header = response.headers.get("access-control-allow-origin")
+        assert (header == origin) is allowed and (header is None) is not allowed
+
+
+def test_a_request_past_its_timeout_gets_503(checkpoint: Path) -> None:
+    running = Server(str(checkpoint), "--timeout", "0.3", "--max-batch-wait", "2000")
+    try:
+        status, answer = post(
+            running.url + "/translate", {"q": "A dog.", "source": "en", "target": "de"}
+        )
+        assert status == 503 and answer["limit"] == "timeout"
+    finally:
+        assert running.stop()[0] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,27 @@ def test_form_fields_are_converted_and_wrong_types_refused() -> None:
         with pytest.raises(ApiError) as error:
             read(fields)
         assert error.value.status == 400
+
+
+def test_decoding_runs_off_the_event_loop() -> None:
+    """While a batch decodes (blocked here), the loop keeps answering other work (/health)."""
+    started, release = threading.Event(), threading.Event()
+
+    def decode(sentences: list[str]) -> list[str]:
+        started.set()
+        assert release.wait(10)
+        return sentences
+
+    async def main() -> None:
+        batcher = Batcher(BatchLimits(max_wait=0))
+        batcher.start()
+        answer = asyncio.create_task(batcher.submit(Job("a", ["x"], 1, decode)))
+        assert await asyncio.to_thread(started.wait, 10)
+        for _ in range(3):
+            await asyncio.sleep(0.01)  # the loop runs while the worker thread decodes
+        assert not answer.done()
+        release.set()
+        assert await answer == ["x"]
+        await batcher.stop()
+
+    asyncio.run(main())
