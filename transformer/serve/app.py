@@ -49,6 +49,12 @@ class State:
     failed: str | None = None
     translate: Translate | None = None
 
+    def ready(self) -> Translate:
+        """The translation endpoints' logic, or 503 while the models load (or failed to)."""
+        if self.translate is None:
+            raise rq.ApiError(503, self.failed or "the models are loading; retry shortly.")
+        return self.translate
+
 
 async def read_fields(request: Request, max_bytes: int) -> dict:
     """The request's fields, sent as JSON or as form fields (LibreTranslate takes both)."""
@@ -103,9 +109,28 @@ def create_app(
     """The app; `load` runs in the decoding thread at start-up, `on_failure` gets its error."""
     state = State()
     metrics = Metrics()
-    batcher: Batcher | None = None
-    page = resources.files("transformer.serve").joinpath("page.html").read_text("utf-8")
-    max_bytes = 8 * settings.limits.max_chars + 65536  # JSON escapes, lists, other fields
+    lifespan = _lifespan(state, settings, metrics, load, on_failure)
+    app = FastAPI(title="tmt-serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    _install_errors(app)
+    if settings.cors:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors, allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+        )  # fmt: skip
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _add_information(app, state, settings, metrics)
+    _add_translation(app, state, settings)
+    return app
+
+
+def _lifespan(
+    state: State,
+    settings: Settings,
+    metrics: Metrics,
+    load: Callable[[], dict[str, ServedModel]],
+    on_failure: Callable[[str], None],
+) -> Callable:
+    """Start the batcher and load the models in its thread; stop it after the last answer."""
 
     async def load_models(batcher: Batcher) -> None:
         try:
@@ -121,7 +146,6 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nonlocal batcher
         batcher = Batcher(settings.batching, observe=metrics.batch)
         batcher.start()
         loading = asyncio.get_running_loop().create_task(load_models(batcher))
@@ -129,19 +153,12 @@ def create_app(
         loading.cancel()
         await batcher.stop()
 
-    app = FastAPI(title="tmt-serve", lifespan=lifespan, docs_url=None, redoc_url=None)
-    _install_errors(app)
-    if settings.cors:
-        app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors, allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
-        )  # fmt: skip
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return lifespan
 
-    def ready() -> Translate:
-        if state.translate is None:
-            raise rq.ApiError(503, state.failed or "the models are loading; retry shortly.")
-        return state.translate
+
+def _add_information(app: FastAPI, state: State, settings: Settings, metrics: Metrics) -> None:
+    """The page, /health, /languages, /models, /frontend/settings and /metrics."""
+    page = resources.files("transformer.serve").joinpath("page.html").read_text("utf-8")
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:
@@ -155,12 +172,12 @@ def create_app(
 
     @app.get("/languages")
     async def get_languages() -> JSONResponse:
-        return JSONResponse(languages(ready().models))
+        return JSONResponse(languages(state.ready().models))
 
     @app.get("/models")
     async def get_models() -> JSONResponse:
         return JSONResponse({
-            "models": [m.describe() for m in ready().models.values()],
+            "models": [m.describe() for m in state.ready().models.values()],
             "batching": vars(settings.batching),
             "limits": vars(settings.limits),
             "timeout": settings.timeout,
@@ -170,8 +187,7 @@ def create_app(
     @app.get("/frontend/settings")
     async def frontend_settings() -> JSONResponse:
         """What LibreTranslate's web clients read first."""
-        models = ready().models
-        first = next(iter(models.values()))
+        first = next(iter(state.ready().models.values()))
         return JSONResponse({
             "charLimit": settings.limits.max_chars,
             "keyRequired": settings.api_key is not None,
@@ -187,18 +203,19 @@ def create_app(
     async def get_metrics() -> Response:
         return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+
+def _add_translation(app: FastAPI, state: State, settings: Settings) -> None:
+    """LibreTranslate's POST /translate and our POST /api/translate."""
+    max_bytes = 8 * settings.limits.max_chars + 65536  # JSON escapes, lists, other fields
+
     @app.post("/translate")
     async def translate(request: Request) -> JSONResponse:
         fields = await read_fields(request, max_bytes)
         rq.check_key(fields, settings.api_key)
-        answer = await ready().libre(fields)
-        return JSONResponse(answer)
+        return JSONResponse(await state.ready().libre(fields))
 
     @app.post("/api/translate")
     async def api_translate(request: Request) -> JSONResponse:
         fields = await read_fields(request, max_bytes)
         rq.check_key(fields, settings.api_key)
-        return JSONResponse(await ready().ours(fields))
-
-    app.state.metrics = metrics
-    return app
+        return JSONResponse(await state.ready().ours(fields))
