@@ -230,21 +230,30 @@ def test_health_models_and_metrics(server: Server, checkpoint: Path) -> None:
 
 
 def test_an_exported_ctranslate2_folder_is_served(checkpoint: Path, tmp_path: Path) -> None:
+    """An int8 export, batched: its answers equal tmt-translate on the folder, one at a time."""
     from ct2_helpers import require_ctranslate2
 
     from transformer.export.folder import export_checkpoint
 
     require_ctranslate2()
-    export_checkpoint(checkpoint, tmp_path / "int8", "int8")
-    running = Server(str(tmp_path / "int8"))
+    folder = tmp_path / "int8"
+    export_checkpoint(checkpoint, folder, "int8")
+    running = Server(str(folder), "--max-batch-wait", "300")
     try:
         _, models = running.get("/models")
         assert models["models"][0]["engine"] == "ctranslate2 (int8)"
-        status, answer = post(
-            running.url + "/translate",
-            {"q": TEST_SENTENCES[:2], "source": "en", "target": "de", "alternatives": 1},
-        )
-        assert status == 200 and len(answer["translatedText"]) == 2 and answer["translatedText"][0]
+        fields = {"source": "en", "target": "de", "alternatives": 1}
+        with concurrent.futures.ThreadPoolExecutor(len(TEST_SENTENCES)) as pool:
+            answers = list(
+                pool.map(
+                    lambda q: post(running.url + "/translate", fields | {"q": q}), TEST_SENTENCES
+                )
+            )
+        for sentence, (status, answer) in zip(TEST_SENTENCES, answers, strict=True):
+            alone = [
+                line.split("\t")[2] for line in _translate_alone(folder, sentence, "--n-best", "2")
+            ]
+            assert status == 200 and [answer["translatedText"], *answer["alternatives"]] == alone
         status, refused = post(running.url + "/api/translate", {"text": "A dog.", "attention": 0})
         assert status == 400 and "CTranslate2" in refused["error"]
     finally:
