@@ -62,9 +62,10 @@ def text_field(fields: dict, name: str, required: bool = True) -> str | None:
     value = fields.get(name)
     if value is None and not required:
         return None
+    if value is None:  # LibreTranslate's words
+        raise ApiError(400, f"Invalid request: missing {name} parameter.")
     if not isinstance(value, str):
-        got = "missing" if value is None else f"a {type(value).__name__}"
-        raise ApiError(400, f"Invalid request: {name} must be a string ({got}).")
+        raise ApiError(400, f"Invalid request: {name} must be a string (a {type(value).__name__}).")
     return value
 
 
@@ -103,9 +104,9 @@ def texts(fields: dict, name: str) -> list[str]:
         return [value]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return value
-    if value is None:
+    if value is None or value == []:  # LibreTranslate's words
         raise ApiError(400, f"Invalid request: missing {name} parameter.")
-    raise ApiError(400, f"Invalid request: {name} must be a string or a non-empty list of strings.")
+    raise ApiError(400, f"Invalid request: {name} must be a string or a list of strings.")
 
 
 def pick_model(models: dict[str, ServedModel], source: str, target: str) -> ServedModel:
