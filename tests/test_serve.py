@@ -301,3 +301,20 @@ def test_a_request_past_its_timeout_gets_503(checkpoint: Path) -> None:
         assert status == 503 and answer["limit"] == "timeout"
     finally:
         assert running.stop()[0] == 0
+
+
+def test_the_load_benchmark_runs_on_a_tiny_model(
+    checkpoint: Path, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    from transformer.benchmarks import serve_load
+
+    corpus = checkpoint.parent / "corpus" / "test.en"
+    argv = [str(checkpoint), "--src", str(corpus), "--levels", "1,4", "--requests", "8"]
+    assert serve_load.main([*argv, "--threads", "1", "--json", str(tmp_path / "load.json")]) == 0
+    out = capsys.readouterr().out
+    assert "4 clients: batched / unbatched throughput" in out
+    figures = json.loads((tmp_path / "load.json").read_text())
+    assert [(lv["mode"], lv["clients"], lv["errors"]) for lv in figures["levels"]] == [
+        ("batched", 1, 0), ("batched", 4, 0), ("unbatched", 1, 0), ("unbatched", 4, 0)
+    ]  # fmt: skip
+    assert all(lv["requests"] == 8 and lv["mean_batch"] >= 1 for lv in figures["levels"])
