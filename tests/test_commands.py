@@ -23,7 +23,7 @@ from tiny import ONE_THREAD, ROOT
 
 COMMANDS = (
     "tmt-train", "tmt-prepare", "tmt-evaluate", "tmt-translate", "tmt-benchmark", "tmt-export",
-    "tmt-fork",
+    "tmt-fork", "tmt-serve",
 )  # fmt: skip
 HYDRA_COMMANDS = ("tmt-train", "tmt-prepare")
 
@@ -70,7 +70,9 @@ def test_pyproject_names_every_command() -> None:
 
 
 @pytest.mark.slow  # console scripts as processes
-@pytest.mark.parametrize("name", ["tmt-prepare", "tmt-benchmark", "tmt-export", "tmt-fork"])
+@pytest.mark.parametrize(
+    "name", ["tmt-prepare", "tmt-benchmark", "tmt-export", "tmt-fork", "tmt-serve"]
+)
 def test_command_answers_help_outside_the_checkout(name: str, tmp_path: Path) -> None:
     out = run(name, "--help", cwd=tmp_path).stdout
     if name in HYDRA_COMMANDS:  # Hydra lists the config groups it found in configs/

@@ -34,8 +34,15 @@ ALLOWED_INTERNAL: dict[str, set[str]] = {
     "run": _CORE | {"evaluation", "export"},
     "loading": _CORE | {"evaluation", "export", "run"},
     "training": _CORE | {"evaluation", "export", "run"},
+    # The server (tmt-serve) is inference: it sits below commands and never imports training.
+    "serve": _CORE | {"evaluation", "export", "run", "loading"},
 }
-ALLOWED_INTERNAL["commands"] = ALLOWED_INTERNAL["training"] | {"training", "loading", "benchmarks"}
+ALLOWED_INTERNAL["commands"] = ALLOWED_INTERNAL["training"] | {
+    "training",
+    "loading",
+    "benchmarks",
+    "serve",
+}
 ALLOWED_INTERNAL["benchmarks"] = ALLOWED_INTERNAL["commands"] | {"commands"}
 # The rule for commands/: inference (evaluate, translate, export, ...) never imports training/;
 # only the training commands do.
@@ -201,6 +208,23 @@ def test_optional_dependencies_are_imported_inside_functions() -> None:
         for path in _python_files()
         for line, name in _imported_names(path, module_level_only=True)
         if name.split(".")[0] == "ctranslate2"
+    ]
+    assert at_import == []
+
+
+SERVE_EXTRA = {"fastapi", "starlette", "uvicorn", "prometheus_client", "multipart"}
+
+
+def test_the_serve_extra_stays_inside_serve() -> None:
+    """Only transformer/serve/ imports the serve extra at module level, and only functions import
+    transformer/serve/ from outside it: `tmt-serve --help` and `import transformer` need no
+    extra."""
+    at_import = [
+        f"{path.relative_to(PACKAGE_DIR)}:{line} imports {name}"
+        for path in _python_files()
+        if path.relative_to(PACKAGE_DIR).parts[0] != "serve"
+        for line, name in _imported_names(path, module_level_only=True)
+        if name.split(".")[0] in SERVE_EXTRA or name.startswith("transformer.serve")
     ]
     assert at_import == []
 
