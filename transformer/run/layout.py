@@ -23,6 +23,7 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 TRAIN_LOG = "train.log"
 INIT_FROM_RECORD = "init_from.json"
+BUDGET_PLAN = "budget_plan.json"  # a budgeted run's plan (`training/budget.py`)
 LOCK = ".lock"  # held by the one process writing the folder (`lock.py`)
 # Folders saved before manifests named their periodic states by update: checkpoint_<update>.pt.
 LEGACY_PERIODIC = "checkpoint_*.pt"

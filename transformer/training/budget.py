@@ -26,14 +26,13 @@ from pathlib import Path
 
 from transformer.config import TrainRunConfig
 from transformer.run.checkpoint_dir import holds_run
+from transformer.run.layout import BUDGET_PLAN
 from transformer.training.budget_timing import Measurement, measure, process_start_time
 from transformer.training.distributed import broadcast_float
 from transformer.training.loop_state import ResumeError
 from transformer.training.session import Run, _optimization, _update_step
 
 logger = logging.getLogger(__name__)
-
-PLAN_FILE = "budget_plan.json"
 
 # The plan's rules (docs/time-to-quality.md has the measurements behind them).
 # Pre-norm at a peak of 3e-3, warmup 250 and a decay over the last 40% of 850 updates: validation
@@ -153,7 +152,7 @@ def budget_model(cfg: TrainRunConfig, command_line: frozenset[str]) -> TrainRunC
 
 def write_plan(run_dir: Path, plan: dict) -> Path:
     """Write budget_plan.json atomically (a temporary file, then a rename)."""
-    path = run_dir / PLAN_FILE
+    path = run_dir / BUDGET_PLAN
     temporary = path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)
@@ -172,7 +171,7 @@ def recorded_config(
     run_dir = Path(cfg.run_dir)
     if not cfg.train.resume or not holds_run(run_dir / "checkpoints"):
         return cfg, None
-    path = run_dir / PLAN_FILE
+    path = run_dir / BUDGET_PLAN
     plan = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     recorded = plan["budget_minutes"] if plan else 0.0
     if recorded != cfg.train.budget_minutes:
