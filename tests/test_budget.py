@@ -17,6 +17,7 @@ from tiny import tiny_train_config, write_tiny_parallel_corpus
 from transformer.checkpoint import load_checkpoint
 from transformer.commands.hydra_config import compose_run_config
 from transformer.model import build_model
+from transformer.run.layout import BUDGET_PLAN
 from transformer.run.metrics_log import read_events
 from transformer.training import budget, trainer
 from transformer.training.budget_timing import Measurement
@@ -117,7 +118,7 @@ def test_budgeted_run_stopped_and_resumed_ends_where_an_uninterrupted_one_does(
     got = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")
     for name, value in ref["model"].items():
         assert torch.equal(got["model"][name], value), name
-    plan = json.loads((tmp_path / "whole" / budget.PLAN_FILE).read_text())
+    plan = json.loads((tmp_path / "whole" / BUDGET_PLAN).read_text())
     assert plan["max_updates"] == PLANNED_UPDATES and plan["validate_every"] == 4
     assert ref["config"]["optim"]["warmup_steps"] == plan["warmup_steps"] == 5
     assert ref["config"]["model"]["norm_placement"] == "pre"  # budget.MODEL
@@ -137,7 +138,7 @@ def test_resuming_with_another_budget_is_refused(
     run_dir = tmp_path / "run"
     given = frozenset({"train.max_updates"})  # kept by the plan: the run stops early
     trainer.train(_config(corpus, run_dir, max_updates=4, evaluate_test=False), given)
-    assert json.loads((run_dir / budget.PLAN_FILE).read_text())["max_updates"] == 4
+    assert json.loads((run_dir / BUDGET_PLAN).read_text())["max_updates"] == 4
     with pytest.raises(ResumeError, match=r"budget_minutes=5, but .* planned for 3 minutes"):
         trainer.train(_config(corpus, run_dir, budget_minutes=5.0))
     with pytest.raises(ResumeError, match=r"budget_minutes=0, but .* planned for 3 minutes"):
@@ -193,7 +194,7 @@ def test_updates_slower_than_timed_stop_in_time_for_the_final_model_and_test(
     monkeypatch.setattr(budget, "measure", too_fast)
     minutes = (2 + 5 + 1 + budget.SAFETY_SECONDS) / (1 - budget.SAFETY_SHARE) / 60
     result = trainer.train(_config(corpus, tmp_path / "slow", budget_minutes=minutes))
-    plan = json.loads((tmp_path / "slow" / budget.PLAN_FILE).read_text())
+    plan = json.loads((tmp_path / "slow" / BUDGET_PLAN).read_text())
     assert result["stop_reason"] == "budget_minutes" and result["step"] < plan["max_updates"]
     events = read_events(tmp_path / "slow")
     (test,) = [e for e in events if e["event"] == "test"]
