@@ -137,7 +137,7 @@ def test_resuming_with_another_budget_is_refused(
     monkeypatch.setattr(budget, "measure", pinned)
     run_dir = tmp_path / "run"
     given = frozenset({"train.max_updates"})  # kept by the plan: the run stops early
-    trainer.train(_config(corpus, run_dir, max_updates=4, evaluate_test=False), given)
+    trainer.train(_config(corpus, run_dir, max_updates=4, evaluate_test=False), command_line=given)
     assert json.loads((run_dir / BUDGET_PLAN).read_text())["max_updates"] == 4
     with pytest.raises(ResumeError, match=r"budget_minutes=5, but .* planned for 3 minutes"):
         trainer.train(_config(corpus, run_dir, budget_minutes=5.0))

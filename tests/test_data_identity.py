@@ -20,7 +20,7 @@ from transformer.data import cache_folder, corpus
 from transformer.data.corpus import file_sha256, read_split, source_record
 from transformer.data.prepare import prepare_data
 from transformer.evaluation.metrics import compute_metrics
-from transformer.training import final, trainer
+from transformer.training import final_model, trainer
 from transformer.training.loop_state import ResumeError
 
 
@@ -175,12 +175,12 @@ def test_the_test_split_of_text_files_is_logged_by_its_own_name(
 ) -> None:
     cfg = tiny_train_config(tiny_parallel_corpus["dir"], tmp_path / "run")
     metrics = compute_metrics(["a b"], ["a b"])
-    monkeypatch.setattr(final, "evaluate_split", lambda *args: metrics)
+    monkeypatch.setattr(final_model, "evaluate_split", lambda *args: metrics)
     run = SimpleNamespace(
         cfg=cfg, prepared=SimpleNamespace(splits={"test": None}, tokenizer=None),
-        device=None, log=SimpleNamespace(scalars=lambda *args: None),
-        progress=SimpleNamespace(step=3),
+        device=None, log=SimpleNamespace(scalars=lambda *args: None, event=lambda *args: None),
+        counters=SimpleNamespace(update=3),
     )  # fmt: skip
-    with caplog.at_level(logging.INFO, logger=final.__name__):
-        final.evaluate_test(run, None, "final.pt")
+    with caplog.at_level(logging.INFO, logger=final_model.__name__):
+        final_model.evaluate_test(run, None, "final.pt")
     assert "test (test, final.pt)" in caplog.text and "flickr" not in caplog.text

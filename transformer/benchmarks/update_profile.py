@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 from transformer.benchmarks.training_speed import fixed_batches
 from transformer.config import DataConfig, ModelConfig, TokenizerConfig, TrainRunConfig
 from transformer.data.batching import Batch
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.model import build_model
 from transformer.model.masks import padding_mask, target_mask
 from transformer.runtime import describe_hardware

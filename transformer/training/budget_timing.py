@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from transformer.data.tokenizer import PAD_ID
+from transformer.data.special import PAD_ID
 from transformer.runtime import rng_state, set_rng_state
 from transformer.training.session import BatchStream, Run
 from transformer.training.step import UpdateStep

@@ -130,9 +130,8 @@ class TrainLogger:
 
     def set_total(self, total_updates: int) -> None:
         """The update the run stops at, once known (a time budget's plan)."""
-        if self._lines is not None:
-            self._lines.total = total_updates
-        self._bar.total = total_updates
+        self._progress.total = total_updates
+        self._progress.bar.total = total_updates
 
     def progress(self, updates: int, postfix: dict[str, str] | None = None) -> None:
         """Advance the bar by `updates`; `postfix` replaces the figures shown after it."""
