@@ -516,11 +516,8 @@ def test_a_second_signal_stops_at_once_with_128_plus_its_number() -> None:
     assert stopped.value.code == 128 + signal.SIGTERM
 
 
-@pytest.mark.slow  # three training processes
-def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
-    corpus: Path, tmp_path: Path
-) -> None:
-    run_dir = tmp_path / "run"
+def _signal_at_update_2(corpus: Path, run_dir: Path, signum: int) -> tuple[int, str]:
+    """Start scripts/train.py, send `signum` once update 2 is logged; its status and output."""
     command = _script("train.py", corpus, run_dir, "train.max_updates=1000")
     process = subprocess.Popen(
         command, cwd=ROOT, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -531,9 +528,18 @@ def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
     for line in process.stdout:
         output.append(line)
         if "update 2 |" in line:
-            process.send_signal(signal.SIGTERM)
-    assert process.wait() == 128 + signal.SIGTERM, "".join(output)[-3000:]
-    assert "run the same command again to resume" in "".join(output)
+            process.send_signal(signum)
+    return process.wait(), "".join(output)
+
+
+@pytest.mark.slow  # three training processes
+def test_exit_codes_signal_143_finished_0_user_error_2_in_one_line(
+    corpus: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    status, text = _signal_at_update_2(corpus, run_dir, signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, text[-3000:]
+    assert "run the same command again to resume" in text
     step = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
     finish = _script("train.py", corpus, run_dir, f"train.max_updates={step + 1}")
     done = subprocess.run(finish, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True)
@@ -550,19 +556,8 @@ def test_ctrl_c_stops_a_real_run_with_exit_130_and_a_checkpoint_to_resume(
     """SIGINT (Ctrl-C) to scripts/train.py: the update is saved, the process exits 128 + 2 with
     the resume hint and no KeyboardInterrupt traceback."""
     run_dir = tmp_path / "run"
-    command = _script("train.py", corpus, run_dir, "train.max_updates=1000")
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    output = []
-    for line in process.stdout:
-        output.append(line)
-        if "update 2 |" in line:
-            process.send_signal(signal.SIGINT)
-    text = "".join(output)
-    assert process.wait() == 128 + signal.SIGINT == 130, text[-3000:]
+    status, text = _signal_at_update_2(corpus, run_dir, signal.SIGINT)
+    assert status == 128 + signal.SIGINT == 130, text[-3000:]
     assert "run the same command again to resume" in text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] >= 2
