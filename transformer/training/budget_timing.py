@@ -23,11 +23,6 @@ WARM_UPDATES = 2  # untimed: the first calls of each kernel pay for allocation a
 TIMED_UPDATES = 6
 DECODE_SAMPLE = 48  # validation sentences decoded to time the search
 LENGTH_FLOOR = 0.5  # the most the timed decode is scaled down for its outputs' length
-# The loop's updates run slower than the few timed at the start: on the 10-minute de-en run
-# (docs/time-to-quality.md) 0.71 s were timed and the loop averaged 0.78 s, drifting down over
-# the run, so the guard cut the plan at update 659 of 736, inside its decay. Planning with the
-# margin costs a little time on a steady machine; a decay cut short costs more.
-LOOP_SLOWDOWN = 1.12
 
 
 @dataclass(frozen=True)
@@ -121,4 +116,4 @@ def measure(run: Run, started_at: float) -> Measurement:
     # The validation loss pass: a forward over the split, about a third of an update per batch.
     tokens = sum(len(ids) + 1 for ids in splits["validation"]["tgt_ids"])
     valid += seconds / 3 * max(1.0, 2 * tokens / run.cfg.train.max_tokens)
-    return Measurement(started_at, time.time(), LOOP_SLOWDOWN * seconds, valid, test)
+    return Measurement(started_at, time.time(), seconds, valid, test)
