@@ -131,11 +131,6 @@ def test_kill_9_during_a_two_process_prepare_leaves_no_worker_and_recovers(
     assert len({path.read_bytes() for path in tokenizers}) == 1
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect: a Ctrl-C that lands while datasets' map winds a pool down can be lost "
-    "(the prepare finishes, exit 0); seen in full-suite runs on an idle 2-core machine",
-)
 def test_ctrl_c_during_a_two_process_prepare_exits_130_without_a_traceback(
     corpus: Path, tmp_path: Path
 ) -> None:

@@ -6,6 +6,11 @@ by the worker function itself (`die_with_parent`, for start methods that do not 
 the kernel sends the child SIGKILL when its parent dies (`PR_SET_PDEATHSIG`); the children also
 ignore SIGINT, so that Ctrl-C in a terminal stops the parent alone, which then ends them,
 instead of printing one traceback per worker.
+
+A Ctrl-C is never lost inside the block. Python drops an exception raised in a fork hook or a
+finaliser after printing "Exception ignored" (a pool's fork runs `logging`'s hooks), so a Ctrl-C
+landing there used to vanish: the map went on and the command exited 0. Within the block, those
+dropped interrupts are kept quiet and the block ends in KeyboardInterrupt instead.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -54,12 +60,50 @@ def workers_die_with_parent() -> Iterator[None]:
         _registered = True
     previous, _active = _active, True
     try:
-        yield
+        with _ctrl_c_never_lost():
+            yield
     except BaseException:  # Ctrl-C, say: the pool's processes go too (its manager may hang on)
         _end_children()
         raise
     finally:
         _active = previous
+
+
+@contextmanager
+def _ctrl_c_never_lost() -> Iterator[None]:
+    """Within this block, a Ctrl-C that Python drops (raised in a fork hook or a finaliser) is
+    not printed, and the block ends in KeyboardInterrupt where it would have ended normally.
+
+    Only where Python's own Ctrl-C handler is in place, in the main thread (a training loop's
+    or a server's handler is left alone).
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    pressed = False
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        nonlocal pressed
+        pressed = True
+        raise KeyboardInterrupt
+
+    def on_dropped(info: object) -> None:  # sys.unraisablehook's argument
+        if not isinstance(info.exc_value, KeyboardInterrupt):  # type: ignore[attr-defined]
+            previous_hook(info)  # a dropped Ctrl-C is raised again when the block ends
+
+    previous_hook = sys.unraisablehook
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    sys.unraisablehook = on_dropped
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = previous_hook
+    if pressed:  # the block ended normally after a Ctrl-C: something dropped it
+        raise KeyboardInterrupt
 
 
 def _end_children() -> None:
@@ -68,4 +112,3 @@ def _end_children() -> None:
     for child in multiprocess.active_children():
         child.kill()
         child.join(timeout=5)
-
