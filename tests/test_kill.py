@@ -38,6 +38,20 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _group(pgid: int) -> set[int]:
+    """Processes of the process group `pgid` (a command started in its own session), zombies
+    left out."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and fields[0] != "Z" and int(fields[2]) == pgid:
+            found.add(int(entry.name))
+    return found
+
+
 def _gone(pids: set[int], timeout: float = 20.0) -> bool:
     """Whether every process of `pids` has ended (zombies count as ended) within `timeout`."""
     deadline = time.monotonic() + timeout
@@ -146,6 +160,7 @@ def test_ctrl_c_during_a_two_process_prepare_exits_130_without_a_traceback(
     assert process.returncode == 130, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert _gone(workers)
+    assert _gone(_group(process.pid))  # nor any worker started after the Ctrl-C
 
 
 # ------------------------------------------------------------------ export

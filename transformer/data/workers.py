@@ -16,6 +16,7 @@ dropped interrupts are kept quiet and the block ends in KeyboardInterrupt instea
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -107,8 +108,25 @@ def _ctrl_c_never_lost() -> Iterator[None]:
 
 
 def _end_children() -> None:
-    import multiprocess  # datasets' pool library (imported by datasets already)
+    """Kill this process's children, after stopping every pool from starting new ones.
 
-    for child in multiprocess.active_children():
-        child.kill()
-        child.join(timeout=5)
+    A Ctrl-C inside a pool's constructor (as it starts its threads) leaves a pool that nothing
+    will close, whose worker thread replaces each killed worker with a new one that outlives us.
+    """
+    import multiprocess.pool  # datasets' pool library (imported by datasets already)
+
+    handlers = [
+        pool._worker_handler
+        for pool in gc.get_objects()
+        # type(), not isinstance(): the latter reads __class__, which some objects warn on
+        if issubclass(type(pool), multiprocess.pool.Pool) and hasattr(pool, "_worker_handler")
+    ]
+    for handler in handlers:
+        handler._state = multiprocess.pool.TERMINATE  # it ends at its next wake-up
+    for _ in range(2):  # again for a worker started while its handler was stopping
+        for child in multiprocess.active_children():
+            child.kill()
+            child.join(timeout=5)
+        for handler in handlers:
+            if handler.ident is not None:  # started
+                handler.join(timeout=5)  # woken by its workers' deaths
