@@ -3,6 +3,7 @@ plan, refusing another budget; and the default recipe without a budget, pinned."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from transformer.model import build_model
 from transformer.run.layout import BUDGET_PLAN
 from transformer.run.metrics_log import read_events
 from transformer.training import budget, trainer
-from transformer.training.budget_timing import Measurement
+from transformer.training.budget_timing import Measurement, Pace
 from transformer.training.loop_state import ResumeError
 from transformer.training.session import _optimization
 from transformer.training.step import UpdateStep
@@ -31,6 +32,7 @@ from transformer.training.step import UpdateStep
 SECONDS = {"seconds_per_update": 10.0, "valid_seconds": 0.5, "test_seconds": 0.5}
 BUDGET = 3.0
 PLANNED_UPDATES = 16
+REPLANNED = 18  # at the first validation, from the loop's pace (the resume test)
 
 
 def pinned(run: object, started_at: float) -> Measurement:
@@ -74,9 +76,16 @@ def test_keys_on_the_command_line_stay(tmp_path: Path) -> None:
     assert planned.optim.schedule == "constant" != cfg.optim.schedule
     whole_group = budget.apply_plan(cfg, plan, frozenset({"optim"}))  # e.g. optim=noam
     assert whole_group.optim == cfg.optim
-    assert budget.budget_model(cfg, frozenset()).model.norm_placement == "pre"
-    given_model = frozenset({"model.norm_placement"})
-    assert budget.budget_model(cfg, given_model).model.norm_placement == "post"
+    budgeted = budget.budget_settings(cfg, frozenset())
+    assert budgeted.model.norm_placement == "pre" != cfg.model.norm_placement
+    assert budgeted.train.max_tokens == budget.SETTINGS["train.max_tokens"] != cfg.train.max_tokens
+    kept = budget.budget_settings(cfg, frozenset({"model.norm_placement", "train.max_tokens"}))
+    assert kept == cfg
+    fine_tune = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from="x.pt"))
+    fine_tuned = budget.budget_settings(fine_tune, frozenset())
+    assert (
+        fine_tuned.model == cfg.model and fine_tuned.train.max_tokens == budgeted.train.max_tokens
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +102,16 @@ def test_budgeted_run_stopped_and_resumed_ends_where_an_uninterrupted_one_does(
     corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(budget, "measure", pinned)
+    tokens = budget.SETTINGS["train.max_tokens"]
+    # The loop's pace is pinned at the timed 10 s an update, and the time left at 4 validations
+    # (update 4) is 145 s: 14 more updates (4 validations of 0.5 s on the way), 2 more than
+    # planned. At update 8, 105 s: 10 more, no change. From update 11 on, the decay.
+    monkeypatch.setattr(Pace, "seconds_per_update", lambda self: 10.0)
+    left = iter([145.0, 105.0])
+    monkeypatch.setattr(budget, "seconds_left", lambda ends_by: next(left))
     whole = trainer.train(_config(corpus, tmp_path / "whole"))
-    assert whole["step"] == PLANNED_UPDATES and whole["stop_reason"] == "max_updates"
+    assert whole["step"] == REPLANNED and whole["stop_reason"] == "max_updates"
+    assert next(left, None) is None  # re-planned at updates 4 and 8 only
 
     original_call = UpdateStep.__call__
     calls = []
@@ -107,26 +124,34 @@ def test_budgeted_run_stopped_and_resumed_ends_where_an_uninterrupted_one_does(
         return result
 
     monkeypatch.setattr(UpdateStep, "__call__", call_then_terminate)
+    left = iter([145.0])  # the stopped session re-plans at update 4 as the whole run did
     stopped = trainer.train(_config(corpus, tmp_path / "stopped"))
     assert stopped["stop_reason"] == "signal" and stopped["step"] == 6
     monkeypatch.setattr(UpdateStep, "__call__", original_call)
     monkeypatch.setattr(budget, "measure", lambda *a: pytest.fail("a resumed run re-planned"))
-    resumed = trainer.train(_config(corpus, tmp_path / "stopped"))
-    assert resumed["step"] == PLANNED_UPDATES
+    monkeypatch.setitem(budget.SETTINGS, "train.max_tokens", 1024)  # the run keeps its own
+    resumed = trainer.train(_config(corpus, tmp_path / "stopped"))  # seconds_left not called
+    assert resumed["step"] == REPLANNED
 
     ref = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
     got = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")
     for name, value in ref["model"].items():
         assert torch.equal(got["model"][name], value), name
     plan = json.loads((tmp_path / "whole" / BUDGET_PLAN).read_text())
-    assert plan["max_updates"] == PLANNED_UPDATES and plan["validate_every"] == 4
+    assert plan["max_updates"] == REPLANNED and plan["validate_every"] == 4
+    assert plan["replans"] == [{"update": 4, "seconds_per_update": 10.0, "max_updates": 18}]
+    assert plan["cooldown_updates"] == ref["config"]["optim"]["cooldown_updates"] == 7
+    assert ref["config"]["train"]["max_updates"] == REPLANNED
     assert ref["config"]["optim"]["warmup_steps"] == plan["warmup_steps"] == 5
-    assert ref["config"]["model"]["norm_placement"] == "pre"  # budget.MODEL
+    assert ref["config"]["model"]["norm_placement"] == "pre"  # budget.SETTINGS
+    assert ref["config"]["train"]["max_tokens"] == plan["settings"]["train.max_tokens"] == tokens
+    assert got["config"]["train"]["max_tokens"] == tokens  # its own, not today's SETTINGS
 
     events = read_events(tmp_path / "whole")
     assert [e["max_updates"] for e in events if e["event"] == "budget_plan"] == [16]
+    assert [e["max_updates"] for e in events if e["event"] == "budget_replan"] == [18]
     (test,) = [e for e in events if e["event"] == "test"]
-    assert test["checkpoint"].startswith("best.pt") and test["update"] == PLANNED_UPDATES
+    assert test["checkpoint"].startswith("best.pt") and test["update"] == REPLANNED
     assert "case:lc" in test["bleu_lowercase_signature"] and math.isfinite(test["chrf"])
     assert test["bleu"] == whole["test_bleu"]
 

@@ -6,8 +6,10 @@ updates and follows it: the number of updates, warmup, peak rate, a linear decay
 end, late dropout (only for plans long enough to overfit), the validation points, and the
 averaging. The time left for the final validation, the final model and the test decode is set
 aside first. The plan is written to the run folder (budget_plan.json) and to metrics.jsonl.
+At each validation before the decay, the planning session re-plans the updates left from the
+loop's own pace and the time left (`replan`).
 
-A budgeted run uses pre-norm layers (model.norm_placement=pre: they take a higher rate early;
+A budgeted run uses pre-norm layers and 2,048-token batches (SETTINGS;
 docs/time-to-quality.md). A budget replaces train.max_updates, optim.warmup_steps,
 optim.cooldown_updates, optim.lr, optim.schedule, train.late_dropout(_from),
 train.validate_every and train.average_last, except those given on the command line. A resumed
@@ -27,9 +29,10 @@ from pathlib import Path
 from transformer.config import TrainRunConfig
 from transformer.run.checkpoint_dir import holds_run
 from transformer.run.layout import BUDGET_PLAN
-from transformer.training.budget_timing import Measurement, measure, process_start_time
+from transformer.training.budget_timing import Measurement, Pace, measure, process_start_time
 from transformer.training.distributed import broadcast_float
 from transformer.training.loop_state import ResumeError
+from transformer.training.optim import apply_schedule, schedule_factor
 from transformer.training.session import Run, _optimization, _update_step
 
 logger = logging.getLogger(__name__)
@@ -50,9 +53,14 @@ MIN_UPDATES = 10
 # The recipe's late dropout starts at update 3,250 of 8,250: a plan that long keeps the share.
 RECIPE_LATE_DROPOUT = (3250, 8250)
 
-# Model settings of every budgeted run (fixed before the set-up: they are part of what is timed),
-# unless the command line gives them.
-MODEL: dict[str, object] = {"norm_placement": "pre"}
+# Settings of every budgeted run, unless the command line gives them. They are fixed before the
+# set-up (they are part of what is timed); a fine-tuned run keeps its checkpoint's model.
+# The plan's schedule at 700 updates of 4,096 tokens: validation BLEU 33.7; at 1,400 updates of
+# 2,048 tokens (the same tokens, in less time) 38.3 (docs/time-to-quality.md).
+SETTINGS: dict[str, object] = {
+    "model.norm_placement": "pre",  # takes the plan's high rate early
+    "train.max_tokens": 2048,  # twice the updates for the same tokens
+}
 
 # Keys a plan sets, unless the command line gives them.
 PLANNED_KEYS = (
@@ -141,13 +149,28 @@ def apply_plan(cfg: TrainRunConfig, plan: dict, command_line: frozenset[str]) ->
     return dataclasses.replace(cfg, train=train, optim=optim)
 
 
-def budget_model(cfg: TrainRunConfig, command_line: frozenset[str]) -> TrainRunConfig:
-    """A budgeted run's model settings (MODEL), except those on the command line (a fine-tuned
-    run keeps its checkpoint's model)."""
-    if not cfg.train.budget_minutes or cfg.train.init_from is not None:
+def budget_settings(cfg: TrainRunConfig, command_line: frozenset[str]) -> TrainRunConfig:
+    """A budgeted run's SETTINGS, except those on the command line (and a fine-tuned run's
+    model settings, which are its checkpoint's)."""
+    if not cfg.train.budget_minutes:
         return cfg
-    changes = {k: v for k, v in MODEL.items() if not is_explicit(f"model.{k}", command_line)}
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))
+    fine_tune = cfg.train.init_from is not None
+    settings = {k: v for k, v in SETTINGS.items() if not (fine_tune and k.startswith("model."))}
+    return _with_settings(cfg, settings, command_line)
+
+
+def _with_settings(
+    cfg: TrainRunConfig, settings: dict[str, object], command_line: frozenset[str]
+) -> TrainRunConfig:
+    """`cfg` with `settings` ("model.x" / "train.x": value), except those on the command line."""
+    sections: dict[str, dict[str, object]] = {"model": {}, "train": {}}
+    for key, value in settings.items():
+        section, name = key.split(".")
+        if not is_explicit(key, command_line):
+            sections[section][name] = value
+    model = dataclasses.replace(cfg.model, **sections["model"])
+    train = dataclasses.replace(cfg.train, **sections["train"])
+    return dataclasses.replace(cfg, model=model, train=train)
 
 
 def write_plan(run_dir: Path, plan: dict) -> Path:
@@ -184,6 +207,8 @@ def recorded_config(
     if plan is None:
         return cfg, None
     logger.info("resuming a budgeted run with its plan from %s", path)
+    # The settings the run was set up with (SETTINGS may have changed since), then its plan.
+    cfg = _with_settings(cfg, plan.get("settings", {}), command_line)
     return apply_plan(cfg, plan, command_line), plan
 
 
@@ -207,6 +232,9 @@ def plan_session(run: Run, command_line: frozenset[str]) -> dict:
         section, name = key.split(".")
         plan[name] = getattr(getattr(cfg, section), name)
     plan["command_line"] = sorted(k for k in PLANNED_KEYS if is_explicit(k, command_line))
+    plan["settings"] = {  # what the run was set up with, given or SETTINGS
+        key: getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1]) for key in SETTINGS
+    }
     run.cfg = cfg
     run.optimizer, run.scheduler = _optimization(run.model, cfg, run.device)
     run.update_step = _update_step(
@@ -218,6 +246,60 @@ def plan_session(run: Run, command_line: frozenset[str]) -> dict:
     run.log.event("budget_plan", run.counters.update, plan)
     logger.info("%s", describe(plan))
     return plan
+
+
+def replan(run: Run, plan: dict, pace: Pace) -> None:
+    """At a validation of the planning session, before the decay: fit the updates left to the
+    time left, at the loop's own pace since the last validation.
+
+    Six timed updates misjudge the loop's speed by 10% either way, and a machine's speed drifts;
+    re-planned here, the decay ends inside the budget instead of being cut by the guard. The rate
+    of every update so far does not depend on the number of updates (warmup, then the peak), and
+    the plan is written before this validation's save, so a resumed run follows one plan.
+    Kept as planned where the command line gave the updates or the decay.
+    """
+    cfg, update = run.cfg, run.counters.update
+    given = {"train.max_updates", "optim.cooldown_updates"} & set(plan["command_line"])
+    if given or update >= cfg.train.max_updates - cfg.optim.cooldown_updates or not pace.updates:
+        return
+    seconds = broadcast_float(pace.seconds_per_update())  # rank 0's pace and clock
+    left = broadcast_float(seconds_left(plan["train_ends_by"]))
+    every, valid = cfg.train.validate_every, plan["valid_seconds"]
+    updates = 0
+    for _ in range(3):  # the validations on the way depend on the updates, and back
+        validations = 1 + (update + max(updates, 1) - 1) // every - update // every
+        updates = max(0, math.floor((left - validations * valid) / seconds))
+    max_updates = update + updates
+    cooldown = round(DECAY_SHARE * max_updates)
+    if max_updates == cfg.train.max_updates or max_updates - cooldown <= update:
+        return
+    plan.setdefault("replans", []).append(
+        {"update": update, "seconds_per_update": round(seconds, 4), "max_updates": max_updates}
+    )
+    plan["max_updates"], plan["cooldown_updates"] = max_updates, cooldown
+    train = dataclasses.replace(cfg.train, max_updates=max_updates)
+    optim = dataclasses.replace(cfg.optim, cooldown_updates=cooldown)
+    run.cfg = cfg = dataclasses.replace(cfg, train=train, optim=optim)
+    factor = schedule_factor(
+        schedule=optim.schedule, lr=optim.lr, warmup_steps=optim.warmup_steps,
+        d_model=cfg.model.d_model, noam_factor=optim.noam_factor, cooldown_updates=cooldown,
+        last_update=max_updates,
+    )  # fmt: skip
+    run.scheduler.lr_lambdas = [factor] * len(run.scheduler.lr_lambdas)
+    apply_schedule(run.scheduler)  # the same rate now: the decay starts later
+    if run.env.is_main:
+        write_plan(Path(cfg.run_dir), plan)
+    run.log.set_total(max_updates)
+    run.log.event("budget_replan", update, plan["replans"][-1])
+    logger.info(
+        "budget re-planned at update %d from the loop's %.3f s an update: %d updates, "
+        "linear decay to 0 over the last %d", update, seconds, max_updates, cooldown,
+    )  # fmt: skip
+
+
+def seconds_left(ends_by: float) -> float:
+    """Seconds from now to `ends_by` (Unix time)."""
+    return ends_by - time.time()
 
 
 def out_of_budget(train_ends_by: float | None) -> bool:

@@ -1,7 +1,9 @@
-"""What a time budget is planned from: the command's start, and timed updates and decodes.
+"""What a time budget is planned from: the command's start, timed updates and decodes, and the
+loop's own pace.
 
 The timings run on scratch copies (model, optimizer, batch sampler) with the random state put
-back afterwards, so the run's own updates are the same as if nothing had been timed.
+back afterwards, so the run's own updates are the same as if nothing had been timed. `Pace`
+times the loop's updates between validations, for the re-plans (`budget.replan`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,24 @@ class Measurement:
     def prep_seconds(self) -> float:
         """From the command's start to the plan: imports, data, model, the timings."""
         return self.planned_at - self.started_at
+
+
+class Pace:
+    """The training loop's wall time per update since the last `restart` (validations are
+    outside it: `restart` after each)."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.updates, self._since = 0, time.perf_counter()
+
+    def tick(self) -> None:
+        """One more update done."""
+        self.updates += 1
+
+    def seconds_per_update(self) -> float:
+        return (time.perf_counter() - self._since) / max(self.updates, 1)
 
 
 def process_start_time() -> float:

@@ -4,6 +4,7 @@ optional linear cooldown to 0 at the end of the run."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -127,6 +128,19 @@ def build_scheduler(
     first update, hence the `step + 1` and the division by `lr`.
     """
 
+    factor = schedule_factor(
+        schedule=schedule, lr=lr, warmup_steps=warmup_steps, d_model=d_model,
+        noam_factor=noam_factor, cooldown_updates=cooldown_updates, last_update=last_update,
+    )  # fmt: skip
+    return LambdaLR(optimizer, factor)
+
+
+def schedule_factor(
+    *, schedule: str, lr: float, warmup_steps: int, d_model: int, noam_factor: float,
+    cooldown_updates: int, last_update: int,
+) -> Callable[[int], float]:  # fmt: skip
+    """The factor of `lr` for `LambdaLR`'s step (0 for the first update)."""
+
     def lr_factor(step: int) -> float:
         rate = lr_at(
             step + 1,
@@ -138,7 +152,7 @@ def build_scheduler(
         )
         return rate / lr * cooldown(step + 1, last_update, cooldown_updates)
 
-    return LambdaLR(optimizer, lr_factor)
+    return lr_factor
 
 
 def restore_schedule(scheduler: LambdaLR, state: dict) -> None:

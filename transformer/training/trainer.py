@@ -20,6 +20,7 @@ from transformer.config import TrainRunConfig
 from transformer.run.metrics_log import config_hash
 from transformer.runtime import describe_hardware, disk_full_is_one_line, pick_device, rng_state
 from transformer.training import budget
+from transformer.training.budget_timing import Pace
 from transformer.training.distributed import (
     all_gather_objects,
     broadcast_float,
@@ -192,11 +193,14 @@ def _late_dropout(run: Run, *, session_start: bool = False) -> None:
         )  # fmt: skip
 
 
-def _loop(run: Run, stop: StopOnSignal, guard: NonFiniteGuard, train_ends_by: float | None) -> str:
-    cfg = run.cfg.train
-    meter = Meter(run.device)
+def _loop(run: Run, stop: StopOnSignal, guard: NonFiniteGuard, plan: dict | None) -> str:
+    """Train until a stop; `plan` is a budget's in the session that planned it (re-planned at
+    each validation), else None."""
+    meter, pace = Meter(run.device), Pace()
     _late_dropout(run, session_start=True)
+    train_ends_by = plan["train_ends_by"] if plan else None
     while (reason := _stop_reason(run, stop, train_ends_by)) is None:
+        cfg = run.cfg.train  # a re-plan changes max_updates
         batches = run.stream.take(cfg.accum_steps)
         if not batches:
             break
@@ -208,13 +212,17 @@ def _loop(run: Run, stop: StopOnSignal, guard: NonFiniteGuard, train_ends_by: fl
         run.counters.update += 1
         _late_dropout(run)
         meter.add(result.loss, result.nll, result.n_tokens)
+        pace.tick()
         run.log.progress(1)
         if log_now:
             guard.check(run)  # the report below syncs anyway
             _report(run, meter, result, lr)
         if run.counters.update % cfg.validate_every == 0:
             guard.check(run)  # never save weights of a divergence
+            if plan is not None:
+                budget.replan(run, plan, pace)  # before the save: a resume follows it
             validate_and_save(run)
+            pace.restart()
     guard.check(run)
     return reason or "max_epochs"
 
@@ -291,20 +299,20 @@ def _session(
     env = env_from_torchrun()
     device = init_distributed(env, pick_device(cfg.train.device))
     try:
-        cfg = budget.budget_model(cfg, command_line)
+        cfg = budget.budget_settings(cfg, command_line)
         cfg, recorded = budget.recorded_config(cfg, command_line)  # a budgeted run's plan
         run = build_run(cfg, env, device, start)
         with run.log:
             run.log.event("start", run.counters.update, _session_start(run, run.started - began))
-            train_ends_by = None
+            plan = None
             if cfg.train.budget_minutes and recorded is None:
-                train_ends_by = budget.plan_session(run, command_line)["train_ends_by"]
+                plan = budget.plan_session(run, command_line)
             cfg = run.cfg
             run.log.hparams(flat_hparams(dataclasses.asdict(cfg)), ["valid/bleu", "valid/loss"])
             with StopOnSignal() as stop:
                 try:
                     guard = NonFiniteGuard(cfg.train.max_nonfinite_updates, device)
-                    reason = _loop(run, stop, guard, train_ends_by)
+                    reason = _loop(run, stop, guard, plan)
                 except DivergenceError:
                     wall = round(time.monotonic() - began, 1)
                     run.log.event(
