@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -225,3 +226,35 @@ def test_updates_slower_than_timed_stop_in_time_for_the_final_model_and_test(
     (test,) = [e for e in events if e["event"] == "test"]
     assert test["update"] == result["step"]
     assert test["time"] >= plan["train_ends_by"]
+
+
+def test_a_replan_short_of_time_starts_the_decay_with_the_next_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_train_config(tmp_path, tmp_path / "run", budget_minutes=BUDGET)
+    train = dataclasses.replace(cfg.train, max_updates=100, validate_every=25)
+    optim = dataclasses.replace(
+        cfg.optim, schedule="constant", lr=1e-3, warmup_steps=5, cooldown_updates=40
+    )
+    cfg = dataclasses.replace(cfg, train=train, optim=optim)
+    optimizer, scheduler = _optimization(torch.nn.Linear(2, 2), cfg, torch.device("cpu"))
+    for _ in range(25):  # 25 updates at the peak's side of the plan
+        optimizer.step()
+        scheduler.step()
+    events: list[tuple] = []
+    log = SimpleNamespace(set_total=lambda total: None, event=lambda *e: events.append(e))
+    run = SimpleNamespace(
+        cfg=cfg, counters=SimpleNamespace(update=25), scheduler=scheduler,
+        env=SimpleNamespace(is_main=False), log=log,
+    )  # fmt: skip
+    pace = Pace()
+    pace.updates = 25
+    monkeypatch.setattr(Pace, "seconds_per_update", lambda self: 1.0)
+    monkeypatch.setattr(budget, "seconds_left", lambda ends_by: 10.0)  # 10 updates left
+    plan = {"command_line": [], "train_ends_by": 0.0, "valid_seconds": 0.0}
+    budget.replan(run, plan, pace)
+    # 40% of 35 updates is 14, more than the 10 left: all 10 decay, from the next one on.
+    assert (run.cfg.train.max_updates, run.cfg.optim.cooldown_updates) == (35, 10)
+    assert plan["replans"] == [{"update": 25, "seconds_per_update": 1.0, "max_updates": 35}]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 10 / 11)  # update 26
+    assert [e[0] for e in events] == ["budget_replan"]

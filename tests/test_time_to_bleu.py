@@ -16,13 +16,18 @@ T0 = 1_700_000_000.0
 SIGNATURE = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
 
 
-def write_run(folder: Path, budget: float, valid: list[tuple[float, float]], test: float) -> None:
-    """A budgeted run's events: its start, plan, validations (minutes, BLEU) and test score."""
+def write_run(
+    folder: Path, budget: float, valid: list[tuple[float, float]], test: float, replanned: int = 0
+) -> None:
+    """A budgeted run's events: its start, plan, a re-plan to `replanned` updates if given,
+    validations (minutes, BLEU) and test score."""
     folder.mkdir(parents=True)
     events = [
         {"event": "start", "time": T0 + 20, "update": 0, "hardware": "Some CPU, 2 threads"},
         {"event": "budget_plan", "time": T0 + 30, "update": 0, "started_at": T0,
          "max_updates": 100 * budget, "budget_minutes": budget},
+        *[{"event": "budget_replan", "time": T0 + 90, "update": 1, "max_updates": replanned}
+          for _ in range(bool(replanned))],
         *[{"event": "validation", "time": T0 + 60 * m, "update": 1, "valid_bleu": b}
           for m, b in valid],
         {"event": "test", "time": T0 + 60 * budget - 3, "update": 100, "split": "test_2016_flickr",
@@ -36,12 +41,12 @@ def write_run(folder: Path, budget: float, valid: list[tuple[float, float]], tes
 def test_table_and_png_from_the_runs_metrics(tmp_path: Path) -> None:
     out = tmp_path / "ttb"
     write_run(out / "multi30k_de_en" / "5min", 5, [(2.0, 10.0), (4.5, 20.0)], 21.0)
-    write_run(out / "multi30k_de_en" / "10min", 10, [(5.0, 25.0), (9.0, 33.0)], 34.25)
+    write_run(out / "multi30k_de_en" / "10min", 10, [(5.0, 25.0), (9.0, 33.0)], 34.25, 900)
     time_to_bleu.run(["--no-train", "--budgets", "5", "10", "--out", str(out)])
     md = (out / "multi30k_de_en" / "time_to_bleu.md").read_text()
     assert "Some CPU, 2 threads" in md and "flags:" in md
     row = (
-        "| 10 min | 100 of 1000 | 9.95 min | 33.00 | 34.25 | 34.75 | 50.00 | best.pt (update 100) |"
+        "| 10 min | 100 of 900 | 9.95 min | 33.00 | 34.25 | 34.75 | 50.00 | best.pt (update 100) |"
     )
     assert row in md
     assert SIGNATURE in md

@@ -84,7 +84,8 @@ def read_run(budget: float, folder: Path) -> BudgetRun:
     if not plans:
         raise ValueError(f"{folder}: no budget_plan event in metrics.jsonl; not a budgeted run.")
     started = plans[-1]["started_at"]
-    run.updates = plans[-1]["max_updates"]
+    replans = [e for e in events if e["event"] == "budget_replan" and e["time"] >= started]
+    run.updates = (replans or plans)[-1]["max_updates"]
     starts = [e for e in events if e["event"] == "start"]
     run.hardware = starts[-1]["hardware"] if starts else ""
     for event in events:

@@ -271,9 +271,10 @@ def replan(run: Run, plan: dict, pace: Pace) -> None:
         validations = 1 + (update + max(updates, 1) - 1) // every - update // every
         updates = max(0, math.floor((left - validations * valid) / seconds))
     max_updates = update + updates
-    cooldown = round(DECAY_SHARE * max_updates)
-    if max_updates == cfg.train.max_updates or max_updates - cooldown <= update:
-        return
+    # Where fewer updates are left than the decay wants, it starts with the next update.
+    cooldown = min(round(DECAY_SHARE * max_updates), updates)
+    if max_updates == cfg.train.max_updates or updates == 0:
+        return  # as planned, or out of time (the guard stops the run)
     plan.setdefault("replans", []).append(
         {"update": update, "seconds_per_update": round(seconds, 4), "max_updates": max_updates}
     )
