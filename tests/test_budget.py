@@ -63,6 +63,9 @@ def test_a_long_plan_keeps_late_dropout_at_the_recipes_share() -> None:
     plan = budget.make_plan(120, Measurement(now, now, 0.7, 40.0, 40.0), late_dropout=0.3)
     assert plan["late_dropout"] == 0.3 and plan["warmup_steps"] == budget.MAX_WARMUP
     assert plan["late_dropout_from"] == round(plan["max_updates"] * 3250 / 8250)
+    # The same updates of 1,024-token batches train a quarter of the recipe's tokens: none.
+    small = budget.make_plan(120, Measurement(now, now, 0.7, 40.0, 40.0), 0.3, max_tokens=1024)
+    assert small["max_updates"] == plan["max_updates"] and small["late_dropout"] is None
 
 
 def test_keys_on_the_command_line_stay(tmp_path: Path) -> None:

@@ -50,8 +50,10 @@ MID_VALIDATION_SHARE = 0.08  # at most this share of the training time on them
 SAFETY_SHARE = 0.02  # of the budget, plus SAFETY_SECONDS, for saves, logging and exit
 SAFETY_SECONDS = 5.0
 MIN_UPDATES = 10
-# The recipe's late dropout starts at update 3,250 of 8,250: a plan that long keeps the share.
+# The recipe's late dropout starts at update 3,250 of 8,250, of 4,096-token batches: a plan
+# that trains as many tokens keeps the share.
 RECIPE_LATE_DROPOUT = (3250, 8250)
+RECIPE_TOKENS = 4096
 
 # Settings of every budgeted run, unless the command line gives them. They are fixed before the
 # set-up (they are part of what is timed); a fine-tuned run keeps its checkpoint's model.
@@ -88,7 +90,10 @@ def _validations(train_seconds: float, valid_seconds: float) -> int:
     return 0
 
 
-def make_plan(budget_minutes: float, m: Measurement, late_dropout: float | None) -> dict:
+def make_plan(
+    budget_minutes: float, m: Measurement, late_dropout: float | None,
+    max_tokens: int = RECIPE_TOKENS,
+) -> dict:  # fmt: skip
     """The plan in updates for `budget_minutes` from the measurement (pure arithmetic).
 
     Raises:
@@ -109,7 +114,7 @@ def make_plan(budget_minutes: float, m: Measurement, late_dropout: float | None)
             f"validation and test {final:.0f} s); give a larger budget."
         )
     late_from, recipe_total = RECIPE_LATE_DROPOUT
-    late = late_dropout is not None and updates >= late_from
+    late = late_dropout is not None and updates * max_tokens >= late_from * RECIPE_TOKENS
     return {
         "budget_minutes": budget_minutes,
         "max_updates": updates,
@@ -227,7 +232,7 @@ def plan_session(run: Run, command_line: frozenset[str]) -> dict:
     """
     cfg = run.cfg
     m = _agreed(measure(run, process_start_time()))
-    plan = make_plan(cfg.train.budget_minutes, m, cfg.train.late_dropout)
+    plan = make_plan(cfg.train.budget_minutes, m, cfg.train.late_dropout, cfg.train.max_tokens)
     cfg = apply_plan(cfg, plan, command_line)
     for key in PLANNED_KEYS:  # the values this run follows, given or planned
         section, name = key.split(".")
