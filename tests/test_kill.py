@@ -92,6 +92,12 @@ def _prepare(corpus: Path, run_dir: Path, cache: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """In the child before it runs: Ctrl-C not ignored, even where the test runner was started
+    in the background of a shell (which starts its jobs with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_until_workers(
     command: list[str], log: Path, ignoring_sigint: bool = False
 ) -> tuple[subprocess.Popen, set[int]]:
@@ -101,7 +107,7 @@ def _start_until_workers(
     with log.open("w") as output:
         process = subprocess.Popen(
             command, cwd=ROOT, env=ENV, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_ctrl_c_as_at_a_terminal,
         )  # fmt: skip
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,6 +22,15 @@ class _CtrlCWhenCollected:
 
 def _drop_a_ctrl_c() -> None:
     _CtrlCWhenCollected()  # collected at once: the KeyboardInterrupt is raised in __del__
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_handled_by_python() -> Iterator[None]:
+    """Python's own Ctrl-C handler, as in a terminal, even where the test runner was started in
+    the background of a shell (SIGINT ignored: the block then leaves Ctrl-C alone)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture
