@@ -33,7 +33,7 @@ from transformer.training.budget_timing import Measurement, Pace, measure, proce
 from transformer.training.distributed import broadcast_float
 from transformer.training.loop_state import ResumeError
 from transformer.training.optim import apply_schedule, schedule_factor
-from transformer.training.session import Run, _optimization, _update_step
+from transformer.training.session import Run, _optimization, _update_step, schedule_settings
 
 logger = logging.getLogger(__name__)
 
@@ -145,14 +145,8 @@ def make_plan(
 
 def apply_plan(cfg: TrainRunConfig, plan: dict, command_line: frozenset[str]) -> TrainRunConfig:
     """`cfg` with the plan's values, except for keys given on the command line."""
-    sections = {"train": {}, "optim": {}}
-    for key in PLANNED_KEYS:
-        section, name = key.split(".")
-        if not is_explicit(key, command_line):
-            sections[section][name] = plan[name]
-    train = dataclasses.replace(cfg.train, **sections["train"])
-    optim = dataclasses.replace(cfg.optim, **sections["optim"])
-    return dataclasses.replace(cfg, train=train, optim=optim)
+    values = {key: plan[key.split(".")[1]] for key in PLANNED_KEYS}
+    return _with_settings(cfg, values, command_line)
 
 
 def budget_settings(cfg: TrainRunConfig, command_line: frozenset[str]) -> TrainRunConfig:
@@ -168,15 +162,20 @@ def budget_settings(cfg: TrainRunConfig, command_line: frozenset[str]) -> TrainR
 def _with_settings(
     cfg: TrainRunConfig, settings: dict[str, object], command_line: frozenset[str]
 ) -> TrainRunConfig:
-    """`cfg` with `settings` ("model.x" / "train.x": value), except those on the command line."""
-    sections: dict[str, dict[str, object]] = {"model": {}, "train": {}}
+    """`cfg` with `settings` ("section.key": value), except those on the command line."""
+    sections: dict[str, dict[str, object]] = {}
     for key, value in settings.items():
         section, name = key.split(".")
         if not is_explicit(key, command_line):
-            sections[section][name] = value
-    model = dataclasses.replace(cfg.model, **sections["model"])
-    train = dataclasses.replace(cfg.train, **sections["train"])
-    return dataclasses.replace(cfg, model=model, train=train)
+            sections.setdefault(section, {})[name] = value
+    changed = {k: dataclasses.replace(getattr(cfg, k), **v) for k, v in sections.items()}
+    return dataclasses.replace(cfg, **changed)
+
+
+def _value(cfg: TrainRunConfig, key: str) -> object:
+    """The value of "section.key" in `cfg`."""
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
 
 
 def write_plan(run_dir: Path, plan: dict) -> Path:
@@ -235,12 +234,9 @@ def plan_session(run: Run, command_line: frozenset[str]) -> dict:
     plan = make_plan(cfg.train.budget_minutes, m, cfg.train.late_dropout, cfg.train.max_tokens)
     cfg = apply_plan(cfg, plan, command_line)
     for key in PLANNED_KEYS:  # the values this run follows, given or planned
-        section, name = key.split(".")
-        plan[name] = getattr(getattr(cfg, section), name)
+        plan[key.split(".")[1]] = _value(cfg, key)
     plan["command_line"] = sorted(k for k in PLANNED_KEYS if is_explicit(k, command_line))
-    plan["settings"] = {  # what the run was set up with, given or SETTINGS
-        key: getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1]) for key in SETTINGS
-    }
+    plan["settings"] = {key: _value(cfg, key) for key in SETTINGS}  # given or SETTINGS
     run.cfg = cfg
     run.optimizer, run.scheduler = _optimization(run.model, cfg, run.device)
     run.update_step = _update_step(
@@ -287,11 +283,7 @@ def replan(run: Run, plan: dict, pace: Pace) -> None:
     train = dataclasses.replace(cfg.train, max_updates=max_updates)
     optim = dataclasses.replace(cfg.optim, cooldown_updates=cooldown)
     run.cfg = cfg = dataclasses.replace(cfg, train=train, optim=optim)
-    factor = schedule_factor(
-        schedule=optim.schedule, lr=optim.lr, warmup_steps=optim.warmup_steps,
-        d_model=cfg.model.d_model, noam_factor=optim.noam_factor, cooldown_updates=cooldown,
-        last_update=max_updates,
-    )  # fmt: skip
+    factor = schedule_factor(**schedule_settings(cfg))
     run.scheduler.lr_lambdas = [factor] * len(run.scheduler.lr_lambdas)
     apply_schedule(run.scheduler)  # the same rate now: the decay starts later
     if run.env.is_main:

@@ -169,17 +169,21 @@ def _optimization(
         weight_decay=optim.weight_decay,
         fused=device.type == "cuda",
     )
-    scheduler = build_scheduler(
-        optimizer,
-        schedule=optim.schedule,
-        lr=optim.lr,
-        warmup_steps=optim.warmup_steps,
-        d_model=cfg.model.d_model,
-        noam_factor=optim.noam_factor,
-        cooldown_updates=optim.cooldown_updates,
-        last_update=cfg.train.max_updates,
-    )
-    return optimizer, scheduler
+    return optimizer, build_scheduler(optimizer, **schedule_settings(cfg))
+
+
+def schedule_settings(cfg: TrainRunConfig) -> dict[str, object]:
+    """The learning-rate schedule's arguments (`optim.build_scheduler`) from the config."""
+    optim = cfg.optim
+    return {
+        "schedule": optim.schedule,
+        "lr": optim.lr,
+        "warmup_steps": optim.warmup_steps,
+        "d_model": cfg.model.d_model,
+        "noam_factor": optim.noam_factor,
+        "cooldown_updates": optim.cooldown_updates,
+        "last_update": cfg.train.max_updates,
+    }
 
 
 def _wrap(model: nn.Module, cfg: TrainRunConfig, env: DistEnv, device: torch.device) -> nn.Module:
